@@ -1,0 +1,130 @@
+package envelope_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/e2sgate/e2sgate/internal/envelope"
+)
+
+// TestCryptoErasure seals records to two storage keys, deletes one key and
+// checks that exactly the records sealed to it became unreadable, although
+// their files are still on disk, while the others still open.
+func TestCryptoErasure(t *testing.T) {
+	dir := t.TempDir()
+	s, err := envelope.OpenStore(dir, envelope.WithKeyBits(2048))
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased, err := s.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := s.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type rec struct {
+		key, id string
+		data    []byte
+	}
+	var recs []rec
+	for i, key := range []string{erased, kept, erased, kept, erased} {
+		data := bytes.Repeat([]byte{byte('a' + i)}, 100*(i+1))
+		id, err := s.Put(key, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec{key, id, data})
+	}
+	for _, r := range recs {
+		got, err := s.Get(r.id)
+		if err != nil || !bytes.Equal(got, r.data) {
+			t.Fatalf("before erasure: Get(%s) = %q, %v", r.id, got, err)
+		}
+	}
+
+	if err := s.DeleteKey(erased); err != nil {
+		t.Fatal(err)
+	}
+
+	for i, r := range recs {
+		t.Run(filepath.Base(r.id), func(t *testing.T) {
+			if _, err := os.Stat(filepath.Join(dir, "records", r.id+".env")); err != nil {
+				t.Fatalf("record file gone, erasure must come from the key alone: %v", err)
+			}
+			got, err := s.Get(r.id)
+			if r.key == erased {
+				if !errors.Is(err, envelope.ErrKeyErased) {
+					t.Fatalf("record %d sealed to deleted key: Get = %q, %v; want ErrKeyErased", i, got, err)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, r.data) {
+				t.Fatalf("record %d sealed to kept key: Get = %q, %v", i, got, err)
+			}
+		})
+	}
+	// Recreating a store over the same directory does not bring the key back.
+	s2, err := envelope.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Get(recs[0].id); !errors.Is(err, envelope.ErrKeyErased) {
+		t.Fatalf("reopened store: err = %v, want ErrKeyErased", err)
+	}
+	// No file left in the key directory may hold the deleted key.
+	entries, err := os.ReadDir(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == erased+".pem" {
+			t.Fatalf("key file %s still present", e.Name())
+		}
+	}
+	if len(entries) != 1 {
+		t.Fatalf("key directory holds %d entries, want 1 (the kept key)", len(entries))
+	}
+}
+
+func TestStoreErrors(t *testing.T) {
+	s, err := envelope.OpenStore(t.TempDir(), envelope.WithKeyBits(2048))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := s.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Put(key, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		op   func() error
+		want error
+	}{
+		{"get unknown record", func() error { _, err := s.Get("00000000-0000-4000-8000-000000000000"); return err }, envelope.ErrNotFound},
+		{"get path traversal", func() error { _, err := s.Get("../keys/" + key); return err }, envelope.ErrNotFound},
+		{"put to unknown key", func() error { _, err := s.Put("abcd", []byte("x")); return err }, envelope.ErrNotFound},
+		{"delete unknown key", func() error { return s.DeleteKey("abcd") }, envelope.ErrNotFound},
+		{"delete record twice", func() error {
+			if err := s.Delete(id); err != nil {
+				return err
+			}
+			return s.Delete(id)
+		}, envelope.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.op(); !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
