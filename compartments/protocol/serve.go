@@ -1,0 +1,104 @@
+package protocol
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
+)
+
+// Environment the supervisor gives every compartment program.
+const (
+	EnvName       = "E2SGATE_NAME"        // the compartment's name
+	EnvGateSocket = "E2SGATE_GATE_SOCKET" // the gate agent's listener for this compartment
+	EnvDataDir    = "E2SGATE_DATA_DIR"    // the compartment's own writable tree
+	EnvConfig     = "E2SGATE_CONFIG"      // the compartment's own config section, JSON
+)
+
+// Env is what a compartment program learns from its environment.
+type Env struct {
+	Name       string
+	GateSocket string
+	DataDir    string
+	Config     json.RawMessage
+}
+
+// LoadEnv reads the compartment environment and refuses to run without it.
+func LoadEnv() (Env, error) {
+	e := Env{
+		Name:       os.Getenv(EnvName),
+		GateSocket: os.Getenv(EnvGateSocket),
+		DataDir:    os.Getenv(EnvDataDir),
+		Config:     json.RawMessage(os.Getenv(EnvConfig)),
+	}
+	if e.Name == "" || e.GateSocket == "" {
+		return e, fmt.Errorf("%w: %s and %s must be set; compartment programs are started by e2sgated", ErrNotACompartment, EnvName, EnvGateSocket)
+	}
+	if len(e.Config) == 0 {
+		e.Config = json.RawMessage("{}")
+	}
+	return e, nil
+}
+
+// NewLogger is the JSON logger every program uses, tagged with its name.
+func NewLogger(name string) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("compartment", name)
+}
+
+// Serve serves impl as the compartment plugin until the gate agent or a
+// signal ends it. It is the last call of a compartment program's run.
+func Serve(impl Compartment) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         map[string]plugin.Plugin{PluginName: &CompartmentPlugin{Impl: impl}},
+		GRPCServer:      plugin.DefaultGRPCServer,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Output: os.Stderr, JSONFormat: true, Level: hclog.Warn,
+		}),
+	})
+}
+
+// Gate is a compartment's one way to other compartments.
+type Gate struct {
+	conn *grpc.ClientConn
+	c    callpb.GateClient
+}
+
+// DialGate connects to the gate agent's listener for this compartment.
+func DialGate(socket string) (*Gate, error) {
+	conn, err := grpc.NewClient("unix:"+socket,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("dial gate %s: %w", socket, err)
+	}
+	return &Gate{conn: conn, c: callpb.NewGateClient(conn)}, nil
+}
+
+// Call asks the gate agent to forward call; the answer is the target's, or
+// the gate agent's denial.
+func (g *Gate) Call(ctx context.Context, call *callpb.Call) (*callpb.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	r, err := g.c.Forward(ctx, call)
+	if err != nil {
+		return nil, fmt.Errorf("gate call %s: %w", call.GetScript(), err)
+	}
+	return r, nil
+}
+
+// Close closes the connection to the gate agent.
+func (g *Gate) Close() error { return g.conn.Close() }

@@ -1,0 +1,70 @@
+package filters
+
+import (
+	"testing"
+
+	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
+)
+
+func call(method, ctype, body string) *callpb.Call {
+	return &callpb.Call{Method: method, Meta: map[string]string{"CONTENT_TYPE": ctype}, Body: []byte(body)}
+}
+
+func TestRequestFilters(t *testing.T) {
+	tests := []struct {
+		name       string
+		f          Request
+		c          *callpb.Call
+		wantStatus int // 0: passes
+		wantReason string
+	}{
+		{"method allowed", Method([]string{"GET", "POST"}), call("POST", "", ""), 0, ""},
+		{"method refused", Method([]string{"GET"}), call("DELETE", "", ""), 405, "flt.method"},
+		{"ctype allowed with charset", ContentType([]string{"application/json"}), call("POST", "application/json; charset=utf-8", "{}"), 0, ""},
+		{"ctype refused", ContentType([]string{"application/json"}), call("POST", "text/html", "<p>"), 415, "flt.content_type"},
+		{"ctype missing with body", ContentType([]string{"application/json"}), call("POST", "", "{}"), 415, "flt.content_type"},
+		{"ctype no body passes", ContentType([]string{"application/json"}), call("GET", "", ""), 0, ""},
+		{"body at limit", BodySize(4), call("POST", "", "abcd"), 0, ""},
+		{"body over limit", BodySize(4), call("POST", "", "abcde"), 413, "flt.body_size"},
+		{"json ok", JSON, call("POST", "", `{"a":[1,2]}`), 0, ""},
+		{"json truncated", JSON, call("POST", "", `{"a":[1,2`), 400, "flt.json"},
+		{"json two values", JSON, call("POST", "", `{} {}`), 400, "flt.json"},
+		{"json empty passes", JSON, call("GET", "", ""), 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := tt.f(tt.c)
+			if tt.wantStatus == 0 {
+				if d != nil {
+					t.Fatalf("refused: %v", d)
+				}
+				return
+			}
+			if d == nil || d.Status != tt.wantStatus || d.Reason != tt.wantReason {
+				t.Fatalf("got %+v, want %d %s", d, tt.wantStatus, tt.wantReason)
+			}
+		})
+	}
+}
+
+func TestPANMask(t *testing.T) {
+	tests := []struct {
+		in, want string
+		hit      bool
+	}{
+		{`{"card":"4111111111111111"}`, `{"card":"************1111"}`, true},
+		{`card 4111 1111 1111 1111 ok`, `card ************1111 ok`, true},
+		{`card 5500-0000-0000-0004`, `card ************0004`, true},
+		{`order 1234567890123 (not luhn)`, `order 1234567890123 (not luhn)`, false},
+		{`total 12.50 EUR`, `total 12.50 EUR`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			r := &callpb.Response{Body: []byte(tt.in)}
+			hit := PANMask(r)
+			if string(r.Body) != tt.want || hit != tt.hit {
+				t.Fatalf("got %q hit=%v, want %q hit=%v", r.Body, hit, tt.want, tt.hit)
+			}
+		})
+	}
+}

@@ -1,0 +1,194 @@
+// Package gateagent is the trusted relay between compartments (DESIGN.md §1,
+// §2): for each call it looks the script up in the registry, asks the policy,
+// runs the registration's filters, forwards to the target compartment and
+// writes one audit record — in that order, top to bottom in Forward. It
+// never trusts a compartment's claim about itself: the caller is the
+// listener the call arrived on.
+package gateagent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/e2sgate/e2sgate/compartments/protocol"
+	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
+	"github.com/e2sgate/e2sgate/filters"
+	"github.com/e2sgate/e2sgate/internal/auditlog"
+	"google.golang.org/protobuf/proto"
+)
+
+// Auditor takes decision records; Append returns once a record is durable.
+type Auditor interface {
+	Append(auditlog.Record) error
+}
+
+// PolicySet is the registry and policy in force, swapped as one.
+type PolicySet struct {
+	Registry *Registry
+	Policy   *Policy
+}
+
+// Agent decides and forwards calls.
+type Agent struct {
+	log    *slog.Logger
+	audit  Auditor
+	labels map[string]string // compartment → label, from the supervisor's config
+	set    atomic.Pointer[PolicySet]
+
+	mu      sync.RWMutex
+	targets map[string]protocol.Compartment
+}
+
+// New returns an agent enforcing set. labels gives every compartment's label.
+func New(log *slog.Logger, audit Auditor, labels map[string]string, set *PolicySet) *Agent {
+	a := &Agent{log: log, audit: audit, labels: labels, targets: map[string]protocol.Compartment{}}
+	a.set.Store(set)
+	return a
+}
+
+// SetPolicy replaces the registry and policy atomically: a call is decided
+// wholly by the old set or wholly by the new one.
+func (a *Agent) SetPolicy(set *PolicySet) { a.set.Store(set) }
+
+// Attach makes name reachable as a target (after the supervisor started it).
+func (a *Agent) Attach(name string, c protocol.Compartment) {
+	a.mu.Lock()
+	a.targets[name] = c
+	a.mu.Unlock()
+}
+
+// Detach makes name unreachable (it died or is restarting).
+func (a *Agent) Detach(name string) {
+	a.mu.Lock()
+	delete(a.targets, name)
+	a.mu.Unlock()
+}
+
+func (a *Agent) target(name string) protocol.Compartment {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.targets[name]
+}
+
+// Forward decides call from caller and, if allowed, forwards it to its
+// target and returns the answer. Every outcome is audited; if the audit
+// record cannot be written the caller gets 503, never an unaudited answer.
+func (a *Agent) Forward(ctx context.Context, caller string, call *callpb.Call) *callpb.Response {
+	start := time.Now()
+	call.Caller = caller // the connection says who calls, never the call
+	if call.ReqId == "" {
+		call.ReqId = newReqID()
+	}
+	rec := auditlog.Record{Time: start.UTC(), ReqID: call.ReqId, Caller: caller, Script: call.Script, User: call.User}
+	resp := a.decideAndForward(ctx, call, &rec)
+	rec.Status = int(resp.Status)
+	rec.LatencyUS = time.Since(start).Microseconds()
+	if rec.Decision == "" {
+		rec.Decision = "deny"
+	}
+	if resp.Reason != "" { // the gate's own answer names why
+		rec.Reason = resp.Reason
+	}
+	if err := a.audit.Append(rec); err != nil {
+		a.log.Error("audit log unwritable; refusing calls", "req_id", call.ReqId, "script", call.Script, "error", err)
+		return deny(call, 503, "gate.audit_unavailable", "the gateway cannot record decisions and refuses calls until it can")
+	}
+	a.log.Debug("call", "req_id", call.ReqId, "compartment", caller, "script", call.Script, "decision", rec.Decision, "reason", rec.Reason)
+	return resp
+}
+
+func (a *Agent) decideAndForward(ctx context.Context, call *callpb.Call, rec *auditlog.Record) *callpb.Response {
+	set := a.set.Load()
+
+	// 1. Registered?
+	reg := set.Registry.Lookup(call.Script)
+	if reg == nil {
+		return deny(call, 404, "reg.unknown_script", "no such script")
+	}
+	rec.Target = reg.Target
+
+	// 2. Policy.
+	d, err := set.Policy.Decide(ctx, PolicyInput{
+		Caller: call.Caller, CallerLabel: a.labels[call.Caller],
+		Target: reg.Target, TargetLabel: a.labels[reg.Target],
+		Script: call.Script, Method: call.Method,
+		Registration: policyReg{Callers: reg.Callers, Clearance: reg.Clearance, Roles: reg.Roles},
+		User:         policyUser{Name: call.User},
+	})
+	if err != nil {
+		rec.Detail = err.Error()
+		return deny(call, 403, "pol.error", "denied")
+	}
+	if !d.Allow {
+		return deny(call, 403, d.Reason, "denied by policy")
+	}
+
+	// 3. Filters of the registration.
+	for _, f := range reg.chain {
+		if den := f(call); den != nil {
+			return deny(call, den.Status, den.Reason, den.Msg)
+		}
+	}
+
+	// 4. Forward. From here on the gate has allowed the call; what follows
+	// is the target's answer or its failure.
+	rec.Decision = "allow"
+	rec.Reason = d.Reason
+	t := a.target(reg.Target)
+	if t == nil {
+		return deny(call, 503, "gate.target_unavailable", "the service is restarting; try again shortly")
+	}
+	fwd := proto.Clone(call).(*callpb.Call)
+	fwd.Script = reg.Handler
+	fctx, cancel := context.WithTimeout(ctx, reg.Timeout)
+	defer cancel()
+	resp, err := t.Handle(fctx, fwd)
+	if err != nil {
+		rec.Detail = err.Error()
+		return deny(call, 502, "gate.target_error", "the service failed to answer")
+	}
+	if resp.Status == 0 {
+		resp.Status = 200
+	}
+
+	// 5. Response filters: the registration's and the policy's obligations.
+	for _, rf := range reg.resp {
+		if rf.f(resp) {
+			rec.Filters = append(rec.Filters, rf.name)
+		}
+	}
+	for _, name := range d.ResponseFilters {
+		if f, ok := filters.LookupResponse(name); ok && f(resp) {
+			rec.Filters = append(rec.Filters, name)
+		}
+	}
+	resp.Reason = "" // a compartment's inner reason never crosses back
+	return resp
+}
+
+// deny answers with a status, a reason id the operator can look up and a
+// short text; nothing of the inner error crosses the boundary.
+func deny(call *callpb.Call, status int, reason, msg string) *callpb.Response {
+	b, _ := json.Marshal(map[string]string{"error": reason, "message": msg, "req_id": call.ReqId})
+	return &callpb.Response{
+		Status:  int32(status),
+		Headers: map[string]string{"Content-Type": "application/json", "X-E2S-Reason": reason},
+		Body:    b,
+		Reason:  reason,
+	}
+}
+
+func newReqID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}

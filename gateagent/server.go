@@ -1,0 +1,275 @@
+package gateagent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/e2sgate/e2sgate/compartments/protocol"
+	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
+	"github.com/e2sgate/e2sgate/internal/auditlog"
+	"github.com/e2sgate/e2sgate/policies"
+)
+
+// Config is what the supervisor tells the gate agent process at start.
+type Config struct {
+	Compartments []CompartmentConfig `json:"compartments"`
+	PolicyDir    string              `json:"policy_dir"` // empty: the embedded policies
+	AuditLog     string              `json:"audit_log"`
+}
+
+// CompartmentConfig is one compartment as the gate agent sees it.
+type CompartmentConfig struct {
+	Name       string `json:"name"`
+	Label      string `json:"label"`
+	UID        int    `json:"uid"`
+	GID        int    `json:"gid"`
+	GateSocket string `json:"gate_socket"` // the listener that names this caller
+}
+
+// Attachment is a control message from the supervisor: a compartment's
+// plugin is up at Addr (Pid), or is gone (Addr empty).
+type Attachment struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	Pid  int    `json:"pid"`
+}
+
+// LoadPolicySet loads registry and policy from dir (or the embedded set).
+func LoadPolicySet(ctx context.Context, dir string, compartments []string) (*PolicySet, error) {
+	var fsys fs.FS = policies.Default
+	if dir != "" {
+		fsys = os.DirFS(dir)
+	}
+	reg, err := LoadRegistry(fsys, "registry.yaml", compartments)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := LoadPolicy(ctx, fsys)
+	if err != nil {
+		return nil, err
+	}
+	return &PolicySet{Registry: reg, Policy: pol}, nil
+}
+
+// Run is the gate agent process: it serves one gate listener per
+// compartment and attaches to compartments as the supervisor reports them
+// on control (JSON lines), until ctx ends or control closes.
+func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader) error {
+	names := make([]string, 0, len(cfg.Compartments))
+	labels := map[string]string{}
+	for _, c := range cfg.Compartments {
+		names = append(names, c.Name)
+		labels[c.Name] = c.Label
+	}
+	set, err := LoadPolicySet(ctx, cfg.PolicyDir, names)
+	if err != nil {
+		return fmt.Errorf("load policy set: %w", err)
+	}
+	audit, err := auditlog.Open(cfg.AuditLog)
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+	agent := New(log, audit, labels, set)
+
+	var servers []*grpc.Server
+	defer func() {
+		for _, s := range servers {
+			s.Stop()
+		}
+	}()
+	for _, c := range cfg.Compartments {
+		l, err := listenGate(c)
+		if err != nil {
+			return err
+		}
+		s := grpc.NewServer(grpc.MaxRecvMsgSize(maxMaxBody + 1<<20))
+		callpb.RegisterGateServer(s, &gateServer{agent: agent, caller: c.Name})
+		servers = append(servers, s)
+		go s.Serve(l)
+	}
+	log.Info("gate agent ready", "compartments", len(cfg.Compartments), "scripts", len(set.Registry.Scripts))
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			next, err := LoadPolicySet(ctx, cfg.PolicyDir, names)
+			if err != nil {
+				log.Error("policy reload refused; the old policy stays in force", "error", err)
+				continue
+			}
+			agent.SetPolicy(next)
+			log.Info("policy reloaded", "scripts", len(next.Registry.Scripts))
+		}
+	}()
+
+	atts := make(chan Attachment)
+	go func() {
+		defer close(atts)
+		sc := bufio.NewScanner(control)
+		for sc.Scan() {
+			var a Attachment
+			if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
+				log.Error("bad control message", "error", err)
+				continue
+			}
+			atts <- a
+		}
+	}()
+	clients := map[string]*plugin.Client{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case a, ok := <-atts:
+			if !ok {
+				log.Info("control channel closed; gate agent stops")
+				return nil
+			}
+			agent.Detach(a.Name)
+			if old := clients[a.Name]; old != nil {
+				dropClient(old)
+				delete(clients, a.Name)
+			}
+			if a.Addr == "" {
+				log.Info("compartment detached", "compartment", a.Name)
+				continue
+			}
+			pc, comp, err := attach(log, a)
+			if err != nil {
+				log.Error("attach compartment failed", "compartment", a.Name, "error", err)
+				continue
+			}
+			clients[a.Name] = pc
+			agent.Attach(a.Name, comp)
+			log.Info("compartment attached", "compartment", a.Name, "pid", a.Pid)
+		}
+	}
+}
+
+// attach connects to a compartment's plugin server started by the
+// supervisor (go-plugin reattach).
+func attach(log *slog.Logger, a Attachment) (*plugin.Client, protocol.Compartment, error) {
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  protocol.Handshake,
+		Plugins:          protocol.PluginMap,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Reattach: &plugin.ReattachConfig{
+			Protocol: plugin.ProtocolGRPC, ProtocolVersion: int(protocol.Handshake.ProtocolVersion),
+			Addr: &net.UnixAddr{Net: "unix", Name: a.Addr}, Pid: a.Pid,
+		},
+		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Warn, Name: "plugin." + a.Name}),
+	})
+	rpc, err := pc.Client()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reattach %s at %s: %w", a.Name, a.Addr, err)
+	}
+	raw, err := rpc.Dispense(protocol.PluginName)
+	if err != nil {
+		dropClient(pc)
+		return nil, nil, fmt.Errorf("dispense %s: %w", a.Name, err)
+	}
+	return pc, raw.(protocol.Compartment), nil
+}
+
+// dropClient closes the gate's connection to a compartment without asking
+// the compartment to shut down (plugin.Client.Kill would): its lifecycle is
+// the supervisor's.
+func dropClient(pc *plugin.Client) {
+	rpc, err := pc.Client()
+	if err != nil {
+		return
+	}
+	if g, ok := rpc.(*plugin.GRPCClient); ok {
+		g.Conn.Close()
+	}
+}
+
+// listenGate opens the gate listener of one compartment: a unix socket only
+// that compartment's uid can reach, whose peers are checked by SO_PEERCRED.
+func listenGate(c CompartmentConfig) (net.Listener, error) {
+	if err := os.Remove(c.GateSocket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("gate socket %s: %w", c.GateSocket, err)
+	}
+	l, err := net.Listen("unix", c.GateSocket)
+	if err != nil {
+		return nil, fmt.Errorf("gate socket for %s: %w", c.Name, err)
+	}
+	if err := os.Chmod(c.GateSocket, 0o600); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(c.GateSocket, c.UID, c.GID); err != nil {
+			return nil, err
+		}
+	}
+	return &peerListener{Listener: l, uid: c.UID}, nil
+}
+
+// peerListener accepts only peers running as the compartment's uid.
+type peerListener struct {
+	net.Listener
+	uid int
+}
+
+func (p *peerListener) Accept() (net.Conn, error) {
+	for {
+		c, err := p.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			c.Close()
+			continue
+		}
+		cred, err := peerCred(uc)
+		if err != nil || int(cred.Uid) != p.uid {
+			c.Close()
+			continue
+		}
+		return c, nil
+	}
+}
+
+func peerCred(c *net.UnixConn) (*syscall.Ucred, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *syscall.Ucred
+	var cerr error
+	err = raw.Control(func(fd uintptr) {
+		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cred, cerr
+}
+
+type gateServer struct {
+	callpb.UnimplementedGateServer
+	agent  *Agent
+	caller string
+}
+
+func (g *gateServer) Forward(ctx context.Context, c *callpb.Call) (*callpb.Response, error) {
+	return g.agent.Forward(ctx, g.caller, c), nil
+}

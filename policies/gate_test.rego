@@ -1,0 +1,78 @@
+package e2sgate.gate_test
+
+import rego.v1
+
+import data.e2sgate.gate
+
+catalogue := {
+	"caller": "outside", "caller_label": "restricted:web",
+	"target": "purchasing", "target_label": "confidential:shop",
+	"script": "purchasing/catalogue", "method": "GET",
+	"registration": {"callers": ["outside"], "clearance": "unclassified", "roles": []},
+	"user": {"name": "", "roles": []},
+}
+
+sign := {
+	"caller": "purchasing", "caller_label": "confidential:shop",
+	"target": "keyhandler", "target_label": "secret:keys,shop",
+	"script": "keyhandler/sign", "method": "POST",
+	"registration": {"callers": ["purchasing"], "clearance": "confidential:shop", "roles": []},
+	"user": {"name": "", "roles": []},
+}
+
+test_public_catalogue_allowed if {
+	d := gate.decision with input as catalogue
+	d.allow
+	d.reason == "pol.allowed"
+	d.obligations.response_filters == ["pan_mask"]
+}
+
+test_purchasing_may_sign if {
+	d := gate.decision with input as sign
+	d.allow
+	d.obligations == {}
+}
+
+test_outside_may_not_sign if {
+	d := gate.decision with input as object.union(sign, {"caller": "outside", "caller_label": "restricted:web"})
+	not d.allow
+	d.reason == "pol.caller_clearance"
+}
+
+test_listed_caller_without_clearance_denied if {
+	reg := object.union(sign.registration, {"callers": ["purchasing", "payment"]})
+	d := gate.decision with input as object.union(sign, {"caller": "payment", "caller_label": "confidential:pay", "registration": reg})
+	not d.allow
+	d.reason == "pol.caller_clearance"
+}
+
+test_unlisted_caller_denied_even_with_clearance if {
+	d := gate.decision with input as object.union(sign, {"caller": "inside", "caller_label": "secret:keys,shop"})
+	not d.allow
+	d.reason == "pol.caller_not_permitted"
+}
+
+test_target_never_receives_above_its_label if {
+	reg := object.union(catalogue.registration, {"clearance": "secret:keys"})
+	d := gate.decision with input as object.union(catalogue, {"caller_label": "secret:keys", "registration": reg})
+	not d.allow
+	d.reason == "pol.target_clearance"
+}
+
+test_missing_role_denied if {
+	reg := object.union(catalogue.registration, {"roles": ["buyer"]})
+	d := gate.decision with input as object.union(catalogue, {"registration": reg})
+	not d.allow
+	d.reason == "pol.role_missing"
+}
+
+test_role_held_allowed if {
+	reg := object.union(catalogue.registration, {"roles": ["buyer"]})
+	d := gate.decision with input as object.union(catalogue, {"registration": reg, "user": {"name": "alice", "roles": ["buyer"]}})
+	d.allow
+}
+
+test_empty_input_denied if {
+	d := gate.decision with input as {}
+	not d.allow
+}
