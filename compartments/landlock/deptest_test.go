@@ -1,0 +1,28 @@
+package landlock
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDependencies fails if the package compartment programs link pulls in
+// container runtime code.
+func TestDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	forbidden := []string{
+		"github.com/opencontainers/",
+		"github.com/containerd/",
+		"github.com/e2sgate/e2sgate/compartments/sandbox",
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, f := range forbidden {
+			if strings.HasPrefix(dep, f) {
+				t.Errorf("compartments/landlock depends on %s", dep)
+			}
+		}
+	}
+}
