@@ -358,4 +358,3 @@ func TestSignRejectsMismatchedKey(t *testing.T) {
 		t.Fatalf("Sign error = %v, want %v", err, ErrUnsupportedKey)
 	}
 }
-
