@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -40,6 +41,7 @@ type Kind string
 const (
 	TCP     Kind = "tcp"     // connect(2) a TCP socket to Addr
 	UDP     Kind = "udp"     // connect(2) a UDP socket to Addr and send one datagram
+	TCP6    Kind = "tcp6"    // connect(2) an AF_INET6 TCP socket to Addr (v4-mapped for IPv4)
 	SendTo  Kind = "sendto"  // sendto(2) on an unconnected UDP socket
 	DNS     Kind = "dns"     // look Addr (a host name) up with the Go resolver
 	Raw     Kind = "raw"     // socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)
@@ -159,6 +161,20 @@ func attempt(p Probe) error {
 			_, err = c.Write([]byte("probe"))
 		}
 		return err
+	case TCP6:
+		ap, err := netip.ParseAddrPort(p.Addr)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return os.NewSyscallError("socket", err)
+		}
+		defer unix.Close(fd)
+		tv := unix.NsecToTimeval(p.Timeout.Nanoseconds())
+		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+		sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: netip.AddrFrom16(ap.Addr().As16()).As16()}
+		return os.NewSyscallError("connect", unix.Connect(fd, sa))
 	case SendTo:
 		c, err := net.ListenPacket("udp", ":0")
 		if err != nil {
