@@ -39,6 +39,9 @@ type Rules struct {
 	// to and bind. Empty means none (when the kernel has ABI >= 4).
 	ConnectTCP []uint16 `json:"connect_tcp,omitempty"`
 	BindTCP    []uint16 `json:"bind_tcp,omitempty"`
+	// ConnectAnyPort leaves TCP connect to other layers (an allowlist entry
+	// with "any port" cannot be said in Landlock port rules).
+	ConnectAnyPort bool `json:"connect_any_port,omitempty"`
 }
 
 // Env returns "E2SGATE_LANDLOCK=<json>" for a compartment's environment.
@@ -114,11 +117,15 @@ func Restrict(r Rules) error {
 	rules := []golandlock.Rule{
 		golandlock.RODirs(roDirs...).IgnoreIfMissing(),
 		golandlock.ROFiles(roFiles...).IgnoreIfMissing(),
-		golandlock.RWDirs(rwDirs...).IgnoreIfMissing(),
+		// Connecting to pathname unix sockets (ABI >= 9) only where the
+		// compartment may write: its go-plugin and gate agent sockets.
+		golandlock.RWDirs(rwDirs...).WithResolveUnix().IgnoreIfMissing(),
 		golandlock.RWFiles(rwFiles...).IgnoreIfMissing(),
 	}
 	for _, p := range r.ConnectTCP {
-		rules = append(rules, golandlock.ConnectTCP(p))
+		if !r.ConnectAnyPort {
+			rules = append(rules, golandlock.ConnectTCP(p))
+		}
 	}
 	for _, p := range r.BindTCP {
 		rules = append(rules, golandlock.BindTCP(p))
@@ -130,6 +137,9 @@ func Restrict(r Rules) error {
 	// cgroup hooks and seccomp already cover it.
 	cfg := golandlock.V11
 	cfg.HandledAccessNet &= llsys.AccessNetBindTCP | llsys.AccessNetConnectTCP
+	if r.ConnectAnyPort {
+		cfg.HandledAccessNet &^= llsys.AccessNetConnectTCP
+	}
 	if err := cfg.BestEffort().Restrict(rules...); err != nil {
 		return fmt.Errorf("landlock restrict (ABI %d): %w", abi, err)
 	}

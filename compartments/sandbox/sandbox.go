@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/netip"
 	"os"
+
+	"github.com/e2sgate/e2sgate/compartments/landlock"
 )
 
 // NetMode says which network a compartment is attached to.
@@ -74,6 +76,14 @@ type Spec struct {
 	ExtraFiles []*os.File
 	Stdout     io.Writer
 	Stderr     io.Writer
+
+	// Rootfs is the compartment's image (images.Build). When empty, the
+	// runc runtime builds it from Binary under its ImageDir.
+	Rootfs string
+	// Landlock adds to the file and port rules the program applies to
+	// itself at start (landlock.RestrictSelf); see Spec.LandlockRules for
+	// the defaults every compartment gets.
+	Landlock landlock.Rules
 }
 
 // Process is a started compartment.
