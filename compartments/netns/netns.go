@@ -18,6 +18,7 @@ package netns
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -82,6 +83,7 @@ type Namespace struct {
 	name     string
 	path     string
 	hostLink string // the veth's end in the internal namespace, if any
+	owned    bool   // the bind mount is ours to remove
 	host     *Host
 	log      *slog.Logger
 	once     sync.Once
@@ -99,9 +101,9 @@ func (ns *Namespace) Path() string { return ns.path }
 // namespace; no other goroutine ever runs there.
 func (ns *Namespace) Do(f func() error) error { return do(ns.path, f) }
 
-// Close removes the namespace: the veth (both ends) first, then the bind
-// mount. A process still inside keeps the namespace alive, without its
-// veth, until it exits.
+// Close removes what Setup or Configure made: the veth (both ends) first,
+// then, for a namespace Setup created, the bind mount. A process still
+// inside keeps the namespace alive, without its veth, until it exits.
 func (ns *Namespace) Close() error {
 	ns.once.Do(func() {
 		var errs []error
@@ -110,8 +112,10 @@ func (ns *Namespace) Close() error {
 				errs = append(errs, err)
 			}
 		}
-		if err := removeNamed(ns.path); err != nil {
-			errs = append(errs, err)
+		if ns.owned {
+			if err := removeNamed(ns.path); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		ns.err = errors.Join(errs...)
 		if ns.err != nil {
@@ -139,8 +143,31 @@ func (h *Host) Setup(name string, n sandbox.Network) (*Namespace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: %w", name, err)
 	}
+	return h.setup(ns, name, n)
+}
+
+// Configure does what Setup does in a namespace that already exists at
+// path (made by the runtime, e.g. sandbox's runc runtime): brings lo up
+// unless n.Mode is NetNone, adds the veth for NetVeth and installs the
+// ruleset. Close then removes the veth but leaves the namespace to its
+// creator. On error nothing Configure added is left behind.
+func (h *Host) Configure(name, path string, n sandbox.Network) (*Namespace, error) {
+	if err := validate(name, n); err != nil {
+		return nil, fmt.Errorf("netns %s: %w", name, err)
+	}
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("netns %s: %w", name, ErrClosed)
+	}
+	ns := &Namespace{name: filepath.Base(path), path: path, host: h, log: h.cfg.Logger}
+	return h.setup(ns, name, n)
+}
+
+func (h *Host) setup(ns *Namespace, name string, n sandbox.Network) (*Namespace, error) {
 	ns.log = ns.log.With("compartment", name)
-	if err := h.configure(ns, n); err != nil {
+	if err := h.configure(ns, name, n); err != nil {
 		return nil, errors.Join(fmt.Errorf("netns %s: %w", name, err), ns.Close())
 	}
 	ns.log.Info("netns ready", "netns", ns.name, "mode", string(n.Mode), "address", n.Address.String(), "allow", len(n.Allow))
@@ -160,7 +187,7 @@ func (h *Host) create(name string) (*Namespace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create: %w", err)
 	}
-	return &Namespace{name: name, path: path, host: h, log: h.cfg.Logger}, nil
+	return &Namespace{name: name, path: path, owned: true, host: h, log: h.cfg.Logger}, nil
 }
 
 func validate(name string, n sandbox.Network) error {
@@ -184,7 +211,7 @@ func validate(name string, n sandbox.Network) error {
 	return nil
 }
 
-func (h *Host) configure(ns *Namespace, n sandbox.Network) error {
+func (h *Host) configure(ns *Namespace, compartment string, n sandbox.Network) error {
 	nh, err := handleAt(ns.path)
 	if err != nil {
 		return err
@@ -196,7 +223,7 @@ func (h *Host) configure(ns *Namespace, n sandbox.Network) error {
 		}
 	}
 	if n.Mode == sandbox.NetVeth {
-		if err := h.attach(ns, nh, n.Address); err != nil {
+		if err := h.attach(ns, nh, compartment, n.Address); err != nil {
 			return err
 		}
 	}
@@ -242,7 +269,7 @@ func (h *Host) internalLocked() (*Namespace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("internal netns: %w", err)
 	}
-	ns := &Namespace{name: name, path: path, host: h, log: h.cfg.Logger}
+	ns := &Namespace{name: name, path: path, owned: true, host: h, log: h.cfg.Logger}
 	if err := h.bridgeUp(ns); err != nil {
 		return nil, errors.Join(fmt.Errorf("internal netns: %w", err), removeNamed(path))
 	}
@@ -280,7 +307,7 @@ func Gateway(p netip.Prefix) netip.Addr {
 // attach creates the veth: eth0 in the compartment's namespace, the host
 // end on the internal network's bridge, and routes the compartment through
 // the bridge's address on its subnet.
-func (h *Host) attach(ns *Namespace, nh *netlink.Handle, addr netip.Prefix) error {
+func (h *Host) attach(ns *Namespace, nh *netlink.Handle, compartment string, addr netip.Prefix) error {
 	h.mu.Lock()
 	internal, err := h.internalLocked()
 	h.mu.Unlock()
@@ -298,13 +325,22 @@ func (h *Host) attach(ns *Namespace, nh *netlink.Handle, addr netip.Prefix) erro
 	}
 	defer target.Close()
 
-	hostName := hostLinkName(ns.name[len(h.cfg.Prefix):])
+	hostName := hostLinkName(compartment)
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: hostName},
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(target),
 	}
-	if err := ih.LinkAdd(veth); err != nil {
+	err = ih.LinkAdd(veth)
+	if errors.Is(err, unix.EEXIST) {
+		// Left by a compartment whose namespace outlived its supervisor.
+		h.cfg.Logger.Warn("removing stale veth", "compartment", compartment, "link", hostName)
+		if err := h.deleteHostLink(hostName); err != nil {
+			return err
+		}
+		err = ih.LinkAdd(veth)
+	}
+	if err != nil {
 		return fmt.Errorf("add veth %s: %w", hostName, err)
 	}
 	ns.hostLink = hostName
@@ -389,12 +425,15 @@ func (h *Host) Close() error {
 	return internal.Close()
 }
 
-// hostLinkName names a compartment's veth end in the internal namespace;
-// link names have at most 15 bytes.
+// hostLinkName names a compartment's veth end in the internal namespace.
+// Link names have at most 15 bytes; a longer name is cut and made unique
+// with a hash of the whole.
 func hostLinkName(compartment string) string {
 	n := "vh-" + compartment
 	if len(n) > unix.IFNAMSIZ-1 {
-		n = n[:unix.IFNAMSIZ-1]
+		h := fnv.New32a()
+		h.Write([]byte(compartment))
+		n = fmt.Sprintf("vh-%.5s-%06x", compartment, h.Sum32()&0xffffff)
 	}
 	return n
 }

@@ -438,3 +438,48 @@ func TestSetupTime(t *testing.T) {
 		t.Logf("%s: setup+close mean %v over %d", n.Mode, (total / rounds).Round(time.Microsecond), rounds)
 	}
 }
+
+func TestHostLinkName(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"inside", "vh-inside"},
+		{"inside-abcdef", "vh-inside-abcdef"[:15]},
+	} {
+		got := hostLinkName(tc.in)
+		if len(got) > 15 {
+			t.Errorf("hostLinkName(%q) = %q, longer than 15", tc.in, got)
+		}
+		if len(tc.in) <= 12 && got != tc.want {
+			t.Errorf("hostLinkName(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if a, b := hostLinkName("compartment-one"), hostLinkName("compartment-two"); a == b {
+		t.Errorf("long names collide: %q", a)
+	}
+}
+
+// TestConfigureExisting configures a namespace someone else made (as the
+// runc runtime does) and leaves it to its creator on Close.
+func TestConfigureExisting(t *testing.T) {
+	h := testHost(t)
+	internalEndpoints(t, h)
+	name := h.cfg.Prefix + "made-by-runtime"
+	ip(t, "netns", "add", name)
+	defer exec.Command("ip", "netns", "del", name).Run()
+	ns, err := h.Configure("inside", "/run/netns/"+name, insideNetwork())
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe(t, ns, []attack{
+		{"allowed back office port", tcp(backOffice + ":8080"), true, ""},
+		{"non-allowlisted internal host", tcp(otherHost + ":8080"), false, ""},
+	})
+	if err := ns.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if links := ip(t, "-n", name, "-o", "link"); strings.Contains(links, "eth0") {
+		t.Errorf("eth0 left after Close:\n%s", links)
+	}
+	if _, err := os.Stat("/run/netns/" + name); err != nil {
+		t.Errorf("Close removed the creator's namespace: %v", err)
+	}
+}
