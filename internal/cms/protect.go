@@ -18,11 +18,29 @@ type ProtectOptions struct {
 	NoCompression bool
 }
 
+// Protected is the result of ProtectDocument.
+type Protected struct {
+	// Message is the DER ContentInfo to send.
+	Message []byte
+	// SignedData is the DER ContentInfo(SignedData) inside the encryption;
+	// the sender keeps it to check the recipient's acknowledgement.
+	SignedData []byte
+}
+
 // Protect compresses, signs and encrypts a document, nesting the CMS types
 // as RFC 5652 and RFC 3274 define: AuthEnvelopedData (or EnvelopedData)
 // whose encrypted content type is id-signedData, whose eContentType is
 // id-ct-compressedData over id-data.
 func Protect(content []byte, key crypto.Signer, chain, recipients []*x509.Certificate, opts ProtectOptions) ([]byte, error) {
+	p, err := ProtectDocument(content, key, chain, recipients, opts)
+	if err != nil {
+		return nil, err
+	}
+	return p.Message, nil
+}
+
+// ProtectDocument is Protect that also returns the inner SignedData.
+func ProtectDocument(content []byte, key crypto.Signer, chain, recipients []*x509.Certificate, opts ProtectOptions) (*Protected, error) {
 	inner, innerType := content, oidData
 	if !opts.NoCompression {
 		ci, err := compress(content, oidData)
@@ -51,7 +69,7 @@ func Protect(content []byte, key crypto.Signer, chain, recipients []*x509.Certif
 	if err != nil {
 		return nil, fmt.Errorf("protect: encrypt: %w", err)
 	}
-	return der, nil
+	return &Protected{Message: der, SignedData: signedCI}, nil
 }
 
 // OpenOptions controls Open.
