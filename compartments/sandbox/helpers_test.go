@@ -201,7 +201,6 @@ func runProbe(t *testing.T, r *Runc, s Spec, timeout time.Duration) map[string]R
 	return results
 }
 
-
 func chownTree(t testing.TB, dir string, uid int) {
 	t.Helper()
 	err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {

@@ -17,9 +17,8 @@ import (
 // plus whatever s.Landlock adds.
 func (s Spec) LandlockRules() landlock.Rules {
 	r := landlock.Rules{
-		ReadOnly: []string{images.BinaryPath(s.Name), "/etc", "/dev/null",
-			"/dev/zero", "/dev/urandom", "/dev/random"},
-		ReadWrite: []string{"/tmp"},
+		ReadOnly:  []string{images.BinaryPath(s.Name), "/etc", "/dev/urandom", "/dev/random"},
+		ReadWrite: []string{"/tmp", "/dev/null", "/dev/zero"},
 	}
 	for _, m := range s.Mounts {
 		t := cmp.Or(m.Target, m.Source)

@@ -137,7 +137,7 @@ func attacks(victim, supervisor int, key, static string, hostPort, balloonMB int
 		report("kill-"+p.name, syscall.Kill(p.pid, syscall.SIGKILL), "")
 	}
 	report("proc-see-other-pids", otherPids(), "")
-	report("proc-host-init-root", readDir("/proc/1/root/proc/1/root/etc"), "")
+	report("proc-1-is-other", pid1IsOther(), "")
 	report("kill-all", killAll(), "")
 
 	// Privilege.
@@ -170,6 +170,8 @@ func attacks(victim, supervisor int, key, static string, hostPort, balloonMB int
 	report("dns-lookup", err, "")
 
 	// Limits.
+	cpuMS := cpuHog(time.Second)
+	report("cpu-hog", nil, fmt.Sprintf("cpu_ms=%d", cpuMS))
 	n, err := forkbomb(self)
 	report("fork-bomb", err, fmt.Sprintf("forked=%d", n))
 	peak, err := balloon(self, balloonMB)
@@ -186,7 +188,22 @@ func overwrite(path string) error {
 	return err
 }
 
-func readDir(p string) error { _, err := os.ReadDir(p); return err }
+// pid1IsOther succeeds if /proc/1 is not the probe itself (the host's init
+// or another compartment's program).
+func pid1IsOther() error {
+	mine, err := os.ReadFile("/proc/self/cmdline")
+	if err != nil {
+		return err
+	}
+	one, err := os.ReadFile("/proc/1/cmdline")
+	if err != nil {
+		return err
+	}
+	if string(one) == string(mine) {
+		return errors.New("pid 1 is the probe itself")
+	}
+	return nil
+}
 
 func ptraceAttach(pid int) error {
 	runtime.LockOSThread()
@@ -346,8 +363,12 @@ func dial(addr string) error {
 // mean it was never refused.
 func forkbomb(self string) (int, error) {
 	cmd := exec.Command(self, "forkbomb")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	b, err := cmd.Output()
+	// If the bomb's own runtime died before it could clean up, its paused
+	// copies are now ours (pid 1 of the namespace): kill(-1) from here
+	// reaches every process of the namespace but the caller.
+	syscall.Kill(-1, syscall.SIGKILL)
+	time.Sleep(100 * time.Millisecond)
 	reap()
 	var n int
 	var errno string
@@ -368,6 +389,7 @@ func forkbomb(self string) (int, error) {
 func forkbombChild() int {
 	n := 0
 	var errno syscall.Errno
+	var pids []int
 	for n < 100000 {
 		pid, _, e := syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
 		if e != 0 {
@@ -379,6 +401,7 @@ func forkbombChild() int {
 				syscall.RawSyscall(syscall.SYS_PAUSE, 0, 0, 0)
 			}
 		}
+		pids = append(pids, int(pid))
 		n++
 	}
 	name := "none"
@@ -387,13 +410,10 @@ func forkbombChild() int {
 	}
 	fmt.Printf("%d %s\n", n, name)
 	os.Stdout.Sync()
-	signalGroup()
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 	return 0
-}
-
-func signalGroup() {
-	// Kill every paused copy (same process group), then ourselves.
-	syscall.Kill(0, syscall.SIGKILL)
 }
 
 // reap collects zombies re-parented to the probe (it is pid 1 of its
@@ -515,4 +535,30 @@ func grpcUnix(sock string) error {
 		return fmt.Errorf("status %v", resp.Status)
 	}
 	return nil
+}
+
+// cpuHog spins four goroutines for wall and returns the CPU time the
+// process got meanwhile: the cpu limit caps it.
+func cpuHog(wall time.Duration) int64 {
+	var before, after syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	stop := time.Now().Add(wall)
+	done := make(chan struct{})
+	for i := 0; i < 4; i++ {
+		go func() {
+			x := 0
+			for time.Now().Before(stop) {
+				x++
+			}
+			done <- struct{}{}
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		<-done
+	}
+	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	ms := func(r syscall.Rusage) int64 {
+		return (r.Utime.Sec+r.Stime.Sec)*1000 + int64(r.Utime.Usec+r.Stime.Usec)/1000
+	}
+	return ms(after) - ms(before)
 }
