@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/e2sgate/e2sgate/compartments/landlock"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 )
 
@@ -102,3 +103,30 @@ func (g *Gate) Call(ctx context.Context, call *callpb.Call) (*callpb.Response, e
 
 // Close closes the connection to the gate agent.
 func (g *Gate) Close() error { return g.conn.Close() }
+
+// Main is the whole life of a compartment program: read its environment,
+// apply the Landlock rules the supervisor passed (if any; failing closed),
+// connect to the gate agent, build the handler and serve it.
+func Main(build func(env Env, log *slog.Logger, gate *Gate) (Compartment, error)) error {
+	env, err := LoadEnv()
+	if err != nil {
+		return err
+	}
+	log := NewLogger(env.Name)
+	if _, ok := os.LookupEnv(landlock.EnvName); ok {
+		if err := landlock.RestrictSelf(); err != nil {
+			return fmt.Errorf("%s: landlock: %w", env.Name, err)
+		}
+	}
+	gate, err := DialGate(env.GateSocket)
+	if err != nil {
+		return err
+	}
+	defer gate.Close()
+	impl, err := build(env, log, gate)
+	if err != nil {
+		return fmt.Errorf("%s: %w", env.Name, err)
+	}
+	Serve(impl)
+	return nil
+}

@@ -1,0 +1,41 @@
+# e2sgate — the entry point people read. `make run` installs what is
+# missing, builds and starts the appliance on its embedded defaults;
+# `make test` runs every test (privileged ones included: run as root).
+
+GO      ?= go
+BIN     := bin
+CONFIG  ?=
+PROGRAMS := e2sgated outside purchasing payment keyhandler inside
+
+.PHONY: all build run test bench generate lint images deps clean
+
+all: build
+
+deps: ## install the Debian packages and Go modules the build and tests need
+	@./.ci/deps
+
+build: ## build every program into bin/ (static, no cgo)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(PROGRAMS))
+
+run: deps build ## start the appliance on its embedded defaults (or CONFIG=file)
+	$(BIN)/e2sgated $(if $(CONFIG),-config $(CONFIG))
+
+test: build ## every test, unit, policy (Rego), end-to-end and privileged
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: build ## benchmarks: full path vs plain Go, gate decision alone
+	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 20m ./gateagent/ ./e2e/
+
+generate: ## regenerate protobuf and bpf2go output (then: git diff --exit-code)
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) generate ./...
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+images: build ## per-compartment minimal root filesystems under bin/images
+	$(GO) run ./images/cmd/mkimage -out $(BIN)/images
+
+clean: ## remove build output
+	rm -rf $(BIN)

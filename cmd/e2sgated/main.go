@@ -1,0 +1,83 @@
+// Command e2sgated is the supervisor of the e2sgate appliance, and, run as
+// "e2sgated gate", its gate agent.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/e2sgate/e2sgate/compartments/sandbox"
+	"github.com/e2sgate/e2sgate/gateagent"
+	"github.com/e2sgate/e2sgate/internal/config"
+	"github.com/e2sgate/e2sgate/internal/supervisor"
+)
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "gate" {
+		err = runGate(ctx, log.With("compartment", "gateagent"))
+	} else {
+		err = run(ctx, log)
+	}
+	if err != nil {
+		log.Error("e2sgated failed", "error", err)
+		fmt.Fprintln(os.Stderr, "e2sgated:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger) error {
+	cfgPath := flag.String("config", "", "configuration file (YAML); empty: embedded defaults")
+	check := flag.Bool("check", false, "validate the configuration and exit")
+	flag.Parse()
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Println("configuration ok")
+		return nil
+	}
+	rt, err := runtimeFor(cfg)
+	if err != nil {
+		return err
+	}
+	s, err := supervisor.New(cfg, log, rt)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+func runtimeFor(cfg *config.Config) (sandbox.Runtime, error) {
+	switch cfg.Runtime {
+	case "exec":
+		return sandbox.Exec{}, nil
+	}
+	return nil, fmt.Errorf("runtime %q is not built into this e2sgated", cfg.Runtime)
+}
+
+// runGate is the gate agent process: its config is the first line on
+// stdin, then compartment attachments, one JSON line each.
+func runGate(ctx context.Context, log *slog.Logger) error {
+	in := bufio.NewReader(os.Stdin)
+	line, err := in.ReadBytes('\n')
+	if err != nil {
+		return fmt.Errorf("gate agent: read config from supervisor: %w", err)
+	}
+	var cfg gateagent.Config
+	if err := json.Unmarshal(line, &cfg); err != nil {
+		return fmt.Errorf("gate agent: config: %w", err)
+	}
+	return gateagent.Run(ctx, log, cfg, in)
+}

@@ -1,0 +1,263 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/e2sgate/e2sgate/compartments/purchasing"
+	"github.com/e2sgate/e2sgate/internal/auditlog"
+	"github.com/e2sgate/e2sgate/internal/cms"
+)
+
+const basket = `{"items":[{"sku":"LIC-STD","qty":2},{"sku":"DOC-SPEC","qty":1}]}`
+
+// The whole slice through real processes: static content, catalogue,
+// signed offer, durable order, denials, a killed compartment.
+func TestAppliance(t *testing.T) {
+	a := startAppliance(t, "")
+
+	t.Run("static page", func(t *testing.T) {
+		resp, body := a.do("GET", "/", "", nil)
+		if resp.StatusCode != 200 || !bytes.Contains(body, []byte("e2sgate shop")) {
+			t.Fatalf("GET / = %d %q", resp.StatusCode, body)
+		}
+		if resp.TLS == nil || resp.TLS.Version != 0x0304 {
+			t.Fatalf("not TLS 1.3: %+v", resp.TLS)
+		}
+	})
+
+	t.Run("no directory listing", func(t *testing.T) {
+		if resp, _ := a.do("GET", "/docs/", "", nil); resp.StatusCode != 404 {
+			t.Fatalf("GET /docs/ = %d, want 404", resp.StatusCode)
+		}
+		if resp, _ := a.do("GET", "/docs/terms.txt", "", nil); resp.StatusCode != 200 {
+			t.Fatalf("GET /docs/terms.txt = %d", resp.StatusCode)
+		}
+		if resp, _ := a.do("PUT", "/index.html", "text/html", []byte("defaced")); resp.StatusCode != 405 {
+			t.Fatalf("PUT static = %d, want 405", resp.StatusCode)
+		}
+	})
+
+	t.Run("catalogue", func(t *testing.T) {
+		resp, body := a.do("GET", "/cgi-bin/purchasing/catalogue", "", nil)
+		var c purchasing.Catalogue
+		if resp.StatusCode != 200 || json.Unmarshal(body, &c) != nil || len(c.Products) == 0 {
+			t.Fatalf("catalogue = %d %q", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("basket", func(t *testing.T) {
+		resp, body := a.do("POST", "/cgi-bin/purchasing/basket", "application/json", []byte(basket))
+		var p purchasing.Priced
+		if resp.StatusCode != 200 || json.Unmarshal(body, &p) != nil {
+			t.Fatalf("basket = %d %q", resp.StatusCode, body)
+		}
+		// 2×199.00 @19% + 49.00 @7% = 398.00 + 75.62 + 49.00 + 3.43
+		if p.NetCents != 44700 || p.GrossCents != 44700+7562+343 || len(p.VAT) != 2 {
+			t.Fatalf("priced basket %+v", p)
+		}
+	})
+
+	t.Run("signed offer", func(t *testing.T) {
+		resp, der := a.do("POST", "/cgi-bin/purchasing/offer", "application/json", []byte(basket))
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/pkcs7-mime") {
+			t.Fatalf("offer = %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), der)
+		}
+		cresp, certPEM := a.do("GET", "/cgi-bin/keyhandler/certificate", "", nil)
+		blk, _ := pem.Decode(certPEM)
+		if cresp.StatusCode != 200 || blk == nil {
+			t.Fatalf("certificate = %d %q", cresp.StatusCode, certPEM)
+		}
+		merchant, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := cms.Verify(der, cms.VerifyOptions{Registered: []*x509.Certificate{merchant}})
+		if err != nil {
+			t.Fatalf("offer does not verify: %v", err)
+		}
+		var offer purchasing.Offer
+		if err := json.Unmarshal(signed.Content, &offer); err != nil || offer.Type != "e2sgate.offer.v1" || offer.GrossCents != 52605 {
+			t.Fatalf("offer content %q: %v", signed.Content, err)
+		}
+		// A tampered offer does not verify.
+		bad := bytes.Replace(der, []byte("LIC-STD"), []byte("LIC-PRO"), 1)
+		if _, err := cms.Verify(bad, cms.VerifyOptions{Registered: []*x509.Certificate{merchant}}); err == nil {
+			t.Fatal("tampered offer verified")
+		}
+		// openssl accepts it with the merchant certificate.
+		openssl, err := exec.LookPath("openssl")
+		if err != nil {
+			t.Fatal("openssl is not installed; run `make deps`")
+		}
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "offer.der"), der, 0o600)
+		os.WriteFile(filepath.Join(dir, "merchant.pem"), certPEM, 0o600)
+		out, err := exec.Command(openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in", filepath.Join(dir, "offer.der"),
+			"-CAfile", filepath.Join(dir, "merchant.pem"), "-purpose", "any").CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte(offer.OfferID)) {
+			t.Fatalf("openssl cms -verify: %v\n%s", err, out)
+		}
+		// The sign call was purchasing → keyhandler, through the gate, audited.
+		a.audited(func(r auditlog.Record) bool {
+			return r.Caller == "purchasing" && r.Script == "keyhandler/sign" && r.Decision == "allow" && r.Status == 200
+		})
+	})
+
+	var orderID string
+	t.Run("order", func(t *testing.T) {
+		resp, body := a.do("POST", "/cgi-bin/purchasing/order", "application/json", []byte(basket))
+		var o struct {
+			OrderID string `json:"order_id"`
+		}
+		if resp.StatusCode != 201 || json.Unmarshal(body, &o) != nil || len(o.OrderID) != 32 {
+			t.Fatalf("order = %d %q", resp.StatusCode, body)
+		}
+		orderID = o.OrderID
+		if resp, _ := a.do("GET", "/cgi-bin/purchasing/order/"+orderID, "", nil); resp.StatusCode != 200 {
+			t.Fatalf("get order = %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("unregistered script is 404 and audited", func(t *testing.T) {
+		resp, _ := a.do("GET", "/cgi-bin/purchasing/admin", "", nil)
+		if resp.StatusCode != 404 || resp.Header.Get("X-E2s-Reason") != "reg.unknown_script" {
+			t.Fatalf("unregistered = %d %s", resp.StatusCode, resp.Header.Get("X-E2s-Reason"))
+		}
+		a.audited(func(r auditlog.Record) bool {
+			return r.Script == "purchasing/admin" && r.Decision == "deny" && r.Reason == "reg.unknown_script" && r.Caller == "outside"
+		})
+	})
+
+	t.Run("outside may not call the key handler's sign", func(t *testing.T) {
+		resp, body := a.do("POST", "/cgi-bin/keyhandler/sign", "application/octet-stream", []byte("pay me"))
+		if resp.StatusCode != 403 || resp.Header.Get("X-E2s-Reason") != "pol.caller_clearance" {
+			t.Fatalf("direct sign = %d %s %q", resp.StatusCode, resp.Header.Get("X-E2s-Reason"), body)
+		}
+		a.audited(func(r auditlog.Record) bool {
+			return r.Script == "keyhandler/sign" && r.Caller == "outside" && r.Decision == "deny" && r.Reason == "pol.caller_clearance"
+		})
+	})
+
+	t.Run("filters", func(t *testing.T) {
+		tests := []struct {
+			method, path, ctype, body string
+			status                    int
+		}{
+			{"DELETE", "/cgi-bin/purchasing/catalogue", "", "", 405},
+			{"POST", "/cgi-bin/purchasing/basket", "text/plain", basket, 415},
+			{"POST", "/cgi-bin/purchasing/basket", "application/json", `{"items":[`, 400},
+			{"POST", "/cgi-bin/purchasing/basket", "application/json", `{"items":[{"sku":"NOPE","qty":1}]}`, 400},
+			{"POST", "/cgi-bin/purchasing/basket", "application/json", strings.Repeat(" ", 70000) + basket, 413},
+			{"POST", "/cgi-bin/purchasing/basket", "application/json", strings.Repeat(" ", 2<<20), 413},
+		}
+		for _, tt := range tests {
+			resp, body := a.do(tt.method, tt.path, tt.ctype, []byte(tt.body))
+			if resp.StatusCode != tt.status {
+				t.Errorf("%s %s (%s) = %d %q, want %d", tt.method, tt.path, tt.ctype, resp.StatusCode, body, tt.status)
+			}
+		}
+	})
+
+	t.Run("thin compartments answer through the gate", func(t *testing.T) {
+		for _, p := range []string{"/cgi-bin/payment/health", "/cgi-bin/inside/health"} {
+			if resp, body := a.do("GET", p, "", nil); resp.StatusCode != 200 {
+				t.Errorf("%s = %d %q", p, resp.StatusCode, body)
+			}
+		}
+	})
+
+	t.Run("each compartment runs under its own uid", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Fatal("the end-to-end test runs as root (make test in CI)")
+		}
+		st, _ := a.status()
+		seen := map[string]string{}
+		for n, c := range st.Compartments {
+			b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(c.Pid), "status"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			uid := procField(string(b), "Uid:")
+			if uid == "0" || seen[uid] != "" {
+				t.Errorf("%s runs as uid %s (also %s)", n, uid, seen[uid])
+			}
+			seen[uid] = n
+		}
+	})
+
+	t.Run("kill -9 purchasing: restarted, order survives", func(t *testing.T) {
+		st, _ := a.status()
+		old := st.Compartments["purchasing"].Pid
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		st = a.waitRunning(map[string]int{"purchasing": old})
+		if st.Compartments["purchasing"].Restarts < 1 {
+			t.Fatalf("restart not counted: %+v", st.Compartments["purchasing"])
+		}
+		var resp *http.Response
+		var body []byte
+		for i := 0; i < 50; i++ { // the gate learns of the new process right after it is up
+			resp, body = a.do("GET", "/cgi-bin/purchasing/order/"+orderID, "", nil)
+			if resp.StatusCode != 503 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if resp.StatusCode != 200 || !bytes.Contains(body, []byte(orderID)) {
+			t.Fatalf("order after restart = %d %q", resp.StatusCode, body)
+		}
+		if resp, _ := a.do("POST", "/cgi-bin/purchasing/offer", "application/json", []byte(basket)); resp.StatusCode != 200 {
+			t.Fatalf("offer after restart = %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("SIGTERM stops everything", func(t *testing.T) {
+		st, _ := a.status()
+		if err := a.stop(); err != nil {
+			t.Fatal(err)
+		}
+		for n, c := range st.Compartments {
+			if syscall.Kill(c.Pid, 0) == nil {
+				t.Errorf("%s (pid %d) still running after shutdown", n, c.Pid)
+			}
+		}
+		if syscall.Kill(st.GatePid, 0) == nil {
+			t.Errorf("gate agent (pid %d) still running", st.GatePid)
+		}
+	})
+}
+
+// An invalid config file is refused with the field and the reason.
+func TestBadConfigRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(p, []byte("version: 1\ncompartments:\n  payment:\n    label: topsecret\n"), 0o644)
+	out, err := exec.Command(filepath.Join(binDir, "e2sgated"), "-config", p).CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("compartments.payment.label")) || !bytes.Contains(out, []byte("classification must be one of")) {
+		t.Fatalf("bad config: err=%v\n%s", err, out)
+	}
+}
+
+func procField(status, key string) string {
+	for _, l := range strings.Split(status, "\n") {
+		if strings.HasPrefix(l, key) {
+			f := strings.Fields(l)
+			if len(f) > 1 {
+				return f[1]
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,206 @@
+// Package config is e2sgated's one versioned configuration file. Every field
+// has a default in code, so the appliance runs with no file at all; a file
+// overrides defaults, unknown keys are refused, and each compartment gets
+// only its own section.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/e2sgate/e2sgate/compartments/label"
+)
+
+// ErrInvalid: the configuration file is refused.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is the whole file.
+type Config struct {
+	Version   int    `yaml:"version"`
+	Listen    string `yaml:"listen"`     // the web front's address; the supervisor binds it
+	RunDir    string `yaml:"run_dir"`    // sockets, status
+	DataDir   string `yaml:"data_dir"`   // compartments' durable data and the audit log
+	BinDir    string `yaml:"bin_dir"`    // compartment programs; empty: beside e2sgated
+	PolicyDir string `yaml:"policy_dir"` // empty: the embedded policies
+	Runtime   string `yaml:"runtime"`    // sandbox runtime: exec (unconfined) or runc
+	// Confinement "required" refuses to start without every kernel layer;
+	// "lowered" starts anyway and says so loudly in the log and audit.
+	Confinement  string       `yaml:"confinement"`
+	Restart      Restart      `yaml:"restart"`
+	Outside      Outside      `yaml:"outside"`
+	Compartments Compartments `yaml:"compartments"`
+}
+
+// Compartments has one section per compartment; a fixed struct, so a file
+// can override one field of one compartment and an unknown name is refused.
+type Compartments struct {
+	Outside    *Compartment `yaml:"outside"`
+	Purchasing *Compartment `yaml:"purchasing"`
+	Payment    *Compartment `yaml:"payment"`
+	Keyhandler *Compartment `yaml:"keyhandler"`
+	Inside     *Compartment `yaml:"inside"`
+}
+
+// ByName maps each compartment's name to its section.
+func (c Compartments) ByName() map[string]*Compartment {
+	return map[string]*Compartment{
+		"outside": c.Outside, "purchasing": c.Purchasing, "payment": c.Payment,
+		"keyhandler": c.Keyhandler, "inside": c.Inside,
+	}
+}
+
+// Restart is the supervisor's back-off for dying compartments.
+type Restart struct {
+	InitialBackoff time.Duration `yaml:"initial_backoff"`
+	MaxBackoff     time.Duration `yaml:"max_backoff"`
+	MaxCrashes     int           `yaml:"max_crashes"` // within Window, then the compartment is marked failed
+	Window         time.Duration `yaml:"window"`
+}
+
+// Compartment is one compartment's section.
+type Compartment struct {
+	UID      int    `yaml:"uid"`
+	GID      int    `yaml:"gid"`
+	Label    string `yaml:"label"`
+	MemoryMB int64  `yaml:"memory_mb"`
+	Pids     int64  `yaml:"pids"`
+	CPU      int    `yaml:"cpu_percent"`
+}
+
+// Outside is the web front's own section, handed to it as JSON.
+type Outside struct {
+	StaticDir    string        `yaml:"static_dir" json:"static_dir"` // empty: the embedded storefront
+	TLSCert      string        `yaml:"tls_cert" json:"tls_cert"`     // empty: self-signed, made on first start
+	TLSKey       string        `yaml:"tls_key" json:"tls_key"`
+	MaxBody      int64         `yaml:"max_body" json:"max_body"`
+	ReadTimeout  time.Duration `yaml:"read_timeout" json:"read_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout" json:"write_timeout"`
+	CallTimeout  time.Duration `yaml:"call_timeout" json:"call_timeout"`
+}
+
+// Names are the compartments the appliance runs, in start order.
+var Names = []string{"keyhandler", "payment", "inside", "purchasing", "outside"}
+
+// Default is the embedded configuration.
+func Default() *Config {
+	return &Config{
+		Version:     1,
+		Listen:      "127.0.0.1:8443",
+		RunDir:      "/run/e2sgate",
+		DataDir:     "/var/lib/e2sgate",
+		Runtime:     "exec",
+		Confinement: "lowered",
+		Restart:     Restart{InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxCrashes: 5, Window: time.Minute},
+		Outside:     Outside{MaxBody: 1 << 20, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, CallTimeout: 20 * time.Second},
+		Compartments: Compartments{
+			Outside:    &Compartment{UID: 64001, GID: 64001, Label: "restricted:web", MemoryMB: 256, Pids: 128, CPU: 100},
+			Purchasing: &Compartment{UID: 64002, GID: 64002, Label: "confidential:shop", MemoryMB: 256, Pids: 128, CPU: 100},
+			Payment:    &Compartment{UID: 64003, GID: 64003, Label: "confidential:pay", MemoryMB: 128, Pids: 64, CPU: 50},
+			Keyhandler: &Compartment{UID: 64004, GID: 64004, Label: "secret:keys,shop", MemoryMB: 128, Pids: 64, CPU: 50},
+			Inside:     &Compartment{UID: 64005, GID: 64005, Label: "confidential:internal", MemoryMB: 128, Pids: 64, CPU: 50},
+		},
+	}
+}
+
+// Load reads path over the defaults; an empty path is the defaults.
+func Load(path string) (*Config, error) {
+	c := Default()
+	if path == "" {
+		return c, c.Validate()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if err := Parse(c, data); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes data over c and validates the result.
+func Parse(c *Config, data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, strings.ReplaceAll(err.Error(), "\n", ";"))
+	}
+	return c.Validate()
+}
+
+var uidRange = [2]int{1000, 1 << 30}
+
+func invalid(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
+}
+
+// Validate checks every field and names the first one at fault.
+func (c *Config) Validate() error {
+	if c.Version != 1 {
+		return invalid("version", "%d is not supported; write version: 1", c.Version)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return invalid("listen", "%q is not host:port", c.Listen)
+	}
+	for f, v := range map[string]string{"run_dir": c.RunDir, "data_dir": c.DataDir} {
+		if !strings.HasPrefix(v, "/") {
+			return invalid(f, "%q must be an absolute path", v)
+		}
+	}
+	if !slices.Contains([]string{"exec", "runc"}, c.Runtime) {
+		return invalid("runtime", "%q is not one of exec, runc", c.Runtime)
+	}
+	if !slices.Contains([]string{"required", "lowered"}, c.Confinement) {
+		return invalid("confinement", "%q is not one of required, lowered", c.Confinement)
+	}
+	if c.Runtime == "exec" && c.Confinement == "required" {
+		return invalid("runtime", "exec enforces no confinement; use runc or set confinement: lowered")
+	}
+	r := c.Restart
+	if r.InitialBackoff <= 0 || r.MaxBackoff < r.InitialBackoff || r.MaxCrashes < 1 || r.Window <= 0 {
+		return invalid("restart", "need 0 < initial_backoff <= max_backoff, max_crashes >= 1, window > 0")
+	}
+	o := c.Outside
+	if o.MaxBody <= 0 || o.MaxBody > 64<<20 {
+		return invalid("outside.max_body", "%d is outside 1..%d", o.MaxBody, 64<<20)
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return invalid("outside.tls_cert", "tls_cert and tls_key go together")
+	}
+	if o.ReadTimeout <= 0 || o.WriteTimeout <= 0 || o.CallTimeout <= 0 {
+		return invalid("outside", "read_timeout, write_timeout and call_timeout must be positive")
+	}
+	byName := c.Compartments.ByName()
+	for _, n := range Names {
+		cc, f := byName[n], "compartments."+n
+		if cc == nil {
+			return invalid(f, "missing")
+		}
+		if cc.UID < uidRange[0] || cc.UID >= uidRange[1] || cc.GID < uidRange[0] || cc.GID >= uidRange[1] {
+			return invalid(f+".uid", "uid %d / gid %d must be unprivileged (>= %d)", cc.UID, cc.GID, uidRange[0])
+		}
+		if _, err := label.Parse(cc.Label); err != nil {
+			return invalid(f+".label", "%v", err)
+		}
+		if cc.MemoryMB < 16 || cc.Pids < 8 || cc.CPU < 1 {
+			return invalid(f, "memory_mb >= 16, pids >= 8 and cpu_percent >= 1 are required")
+		}
+	}
+	uids := map[int]string{}
+	for _, n := range Names {
+		cc := byName[n]
+		if other, dup := uids[cc.UID]; dup {
+			return invalid("compartments."+n+".uid", "%d is also %s's; every compartment needs its own uid", cc.UID, other)
+		}
+		uids[cc.UID] = n
+	}
+	return nil
+}

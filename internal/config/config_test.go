@@ -1,0 +1,68 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr string // substring naming the field; empty: valid
+	}{
+		{"override listen", "listen: 127.0.0.1:9443\n", ""},
+		{"override one compartment field", "compartments:\n  payment:\n    memory_mb: 64\n", ""},
+		{"unknown key", "listne: 1.2.3.4:1\n", "listne"},
+		{"unknown nested key", "outside:\n  maxbody: 3\n", "maxbody"},
+		{"bad version", "version: 2\n", "version"},
+		{"bad listen", "listen: nowhere\n", "listen"},
+		{"relative run dir", "run_dir: run\n", "run_dir"},
+		{"bad runtime", "runtime: docker\n", "runtime"},
+		{"exec cannot be required", "confinement: required\n", "runtime"},
+		{"bad label", "compartments:\n  payment:\n    label: topsecret\n", "compartments.payment.label"},
+		{"root uid", "compartments:\n  payment:\n    uid: 0\n", "compartments.payment.uid"},
+		{"shared uid", "compartments:\n  payment:\n    uid: 64002\n", ".uid"},
+		{"unknown compartment", "compartments:\n  mailer:\n    uid: 64009\n    gid: 64009\n    label: secret\n    memory_mb: 64\n    pids: 10\n    cpu_percent: 5\n", "mailer"},
+		{"huge body", "outside:\n  max_body: 999999999999\n", "outside.max_body"},
+		{"cert without key", "outside:\n  tls_cert: /x.pem\n", "outside.tls_cert"},
+		{"not yaml", "listen: [\n", "invalid configuration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			err := Parse(c, []byte(tt.yaml))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want ErrInvalid naming %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestLoadNamesFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "e2sgate.yaml")
+	os.WriteFile(p, []byte("runtime: podman\n"), 0o600)
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "runtime") {
+		t.Fatalf("err = %v", err)
+	}
+	c, err := Load("")
+	if err != nil || c.Listen != "127.0.0.1:8443" {
+		t.Fatalf("defaults: %v %v", c, err)
+	}
+}

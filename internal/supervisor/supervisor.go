@@ -1,0 +1,528 @@
+// Package supervisor is e2sgated's one job: build each compartment's
+// sandbox, start the gate agent and the compartments, tell the gate agent
+// where each compartment's plugin listens, restart what dies (with back-off,
+// giving up on a compartment that keeps crashing) and stop everything on
+// shutdown. It knows nothing about commerce.
+//
+//	supervisor                 gate agent                 compartment
+//	    | bind web listener        |                           |
+//	    |-- exec "gate", config -->| listen gate/<c>/gate.sock |
+//	    |-- runtime.Start(spec) ---------------------------->  | plugin.Serve
+//	    |<------------------- handshake line on stdout ------- |
+//	    |-- attach {c, addr, pid} ->| go-plugin reattach ------>|
+//	    |                          |<--- Gate.Forward (calls) --|
+//	    | (c dies) detach, back-off, start again ...            |
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/e2sgate/e2sgate/compartments/protocol"
+	"github.com/e2sgate/e2sgate/compartments/sandbox"
+	"github.com/e2sgate/e2sgate/gateagent"
+	"github.com/e2sgate/e2sgate/internal/config"
+	"github.com/e2sgate/e2sgate/outside/site"
+)
+
+// ErrHandshake: a compartment did not announce its plugin socket.
+var ErrHandshake = errors.New("compartment handshake failed")
+
+// State of a compartment as the supervisor reports it.
+type State string
+
+const (
+	Starting State = "starting"
+	Running  State = "running"
+	Backoff  State = "backoff"
+	Failed   State = "failed" // crashed too often; not restarted
+	Stopped  State = "stopped"
+)
+
+// CompartmentStatus is one line of the status report.
+type CompartmentStatus struct {
+	State    State    `json:"state"`
+	Pid      int      `json:"pid,omitempty"`
+	Restarts int      `json:"restarts"`
+	Label    string   `json:"label"`
+	Runtime  string   `json:"runtime"`
+	Layers   []string `json:"layers"`
+	Since    string   `json:"since"`
+}
+
+// Status is what the supervisor writes to <run_dir>/status.json.
+type Status struct {
+	URL          string                        `json:"url"`
+	Confinement  string                        `json:"confinement"`
+	GatePid      int                           `json:"gate_pid"`
+	Compartments map[string]*CompartmentStatus `json:"compartments"`
+}
+
+// Supervisor runs the appliance described by one config.
+type Supervisor struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	rt      sandbox.Runtime
+	self    string // e2sgated, re-run as "e2sgated gate" for the gate agent
+	binDir  string
+	static  string
+	ids     map[string][2]int
+	web     *os.File
+	webAddr net.Addr
+
+	mu       sync.Mutex
+	gateIn   io.Writer // control pipe of the running gate agent, or nil
+	attached map[string]gateagent.Attachment
+	status   Status
+}
+
+// New prepares a supervisor; Run starts it.
+func New(cfg *config.Config, log *slog.Logger, rt sandbox.Runtime) (*Supervisor, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable: %w", err)
+	}
+	bin := cfg.BinDir
+	if bin == "" {
+		bin = filepath.Dir(self)
+	}
+	s := &Supervisor{cfg: cfg, log: log, rt: rt, self: self, binDir: bin,
+		ids: map[string][2]int{}, attached: map[string]gateagent.Attachment{},
+		status: Status{Confinement: cfg.Confinement, Compartments: map[string]*CompartmentStatus{}}}
+	for _, n := range config.Names {
+		c := cfg.Compartments.ByName()[n]
+		id := [2]int{c.UID, c.GID}
+		if os.Geteuid() != 0 {
+			id = [2]int{os.Getuid(), os.Getgid()} // unprivileged dev run: one uid for all
+		}
+		s.ids[n] = id
+		s.status.Compartments[n] = &CompartmentStatus{State: Stopped, Label: c.Label, Runtime: rt.Name()}
+		if _, err := os.Stat(filepath.Join(bin, n)); err != nil {
+			return nil, fmt.Errorf("compartment program %s: %w; build it with `make build` or set bin_dir", n, err)
+		}
+	}
+	if os.Geteuid() != 0 {
+		log.Warn("not running as root: every compartment runs under your own uid")
+	}
+	return s, nil
+}
+
+// Run prepares directories, binds the web listener, starts the gate agent
+// and every compartment, and supervises them until ctx ends; then it stops
+// them all.
+func (s *Supervisor) Run(ctx context.Context) error {
+	if err := s.prepare(); err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("bind web front %s: %w", s.cfg.Listen, err)
+	}
+	s.webAddr = l.Addr()
+	s.web, err = l.(*net.TCPListener).File()
+	l.Close() // the duplicate in s.web stays open for the outside compartment
+	if err != nil {
+		return fmt.Errorf("web listener: %w", err)
+	}
+	defer s.web.Close()
+	s.status.URL = "https://" + s.webAddr.String() + "/"
+
+	if s.cfg.Confinement == "lowered" {
+		s.log.Warn("CONFINEMENT LOWERED: compartments run without the kernel confinement layers", "runtime", s.rt.Name())
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.superviseGate(ctx) }()
+	for _, n := range config.Names {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.supervise(ctx, n) }()
+	}
+	s.log.Info("e2sgate is up", "url", s.status.URL, "status", filepath.Join(s.cfg.RunDir, "status.json"))
+	fmt.Fprintf(os.Stdout, "e2sgate web front: %s\n", s.status.URL)
+	s.writeStatus()
+	<-ctx.Done()
+	s.log.Info("shutting down")
+	wg.Wait()
+	s.writeStatus()
+	s.log.Info("stopped")
+	return nil
+}
+
+func (s *Supervisor) pluginDir(n string) string { return filepath.Join(s.cfg.RunDir, "plugin", n) }
+func (s *Supervisor) gateDir(n string) string   { return filepath.Join(s.cfg.RunDir, "gate", n) }
+func (s *Supervisor) dataDir(n string) string   { return filepath.Join(s.cfg.DataDir, n) }
+
+// prepare makes every directory with its owner and mode, and writes the
+// embedded storefront as a read-only tree if no static dir is configured.
+func (s *Supervisor) prepare() error {
+	for _, d := range []string{s.cfg.RunDir, s.cfg.DataDir, filepath.Join(s.cfg.RunDir, "plugin"), filepath.Join(s.cfg.RunDir, "gate")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("prepare %s: %w", d, err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(s.cfg.DataDir, "audit"), 0o700); err != nil {
+		return fmt.Errorf("prepare audit dir: %w", err)
+	}
+	for _, n := range config.Names {
+		id := s.ids[n]
+		for _, d := range []string{s.pluginDir(n), s.gateDir(n), s.dataDir(n)} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return fmt.Errorf("prepare %s: %w", d, err)
+			}
+			if err := os.Chmod(d, 0o700); err != nil {
+				return err
+			}
+			if os.Geteuid() == 0 {
+				if err := os.Chown(d, id[0], id[1]); err != nil {
+					return fmt.Errorf("prepare %s: %w", d, err)
+				}
+			}
+		}
+	}
+	s.static = s.cfg.Outside.StaticDir
+	if s.static == "" {
+		s.static = filepath.Join(s.cfg.RunDir, "static")
+		if err := writeTree(s.static, site.Files, "static"); err != nil {
+			return fmt.Errorf("write storefront: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeTree copies an embedded tree to dir: directories 0755, files 0644,
+// owned by the supervisor, so compartments may read and none may write.
+func writeTree(dir string, fsys fs.FS, root string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, strings.TrimPrefix(p, root))
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+}
+
+// superviseGate runs the gate agent, restarting it if it dies; a new gate
+// agent is told every running compartment.
+func (s *Supervisor) superviseGate(ctx context.Context) {
+	backoff := s.cfg.Restart.InitialBackoff
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := s.runGate(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > s.cfg.Restart.Window {
+			backoff = s.cfg.Restart.InitialBackoff
+		}
+		s.log.Error("gate agent died; restarting", "error", err, "backoff", backoff)
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, s.cfg.Restart.MaxBackoff)
+	}
+}
+
+func (s *Supervisor) runGate(ctx context.Context) error {
+	gc := gateagent.Config{PolicyDir: s.cfg.PolicyDir, AuditLog: filepath.Join(s.cfg.DataDir, "audit", "audit.log")}
+	for _, n := range config.Names {
+		c := s.cfg.Compartments.ByName()[n]
+		gc.Compartments = append(gc.Compartments, gateagent.CompartmentConfig{
+			Name: n, Label: c.Label, UID: s.ids[n][0], GID: s.ids[n][1],
+			GateSocket: filepath.Join(s.gateDir(n), "gate.sock"),
+		})
+	}
+	first, err := json.Marshal(gc)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(s.self, "gate")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start gate agent: %w", err)
+	}
+	s.mu.Lock()
+	_, err = in.Write(append(first, '\n'))
+	for _, a := range s.attached {
+		if err == nil {
+			err = writeJSONLine(in, a)
+		}
+	}
+	s.gateIn = in
+	s.status.GatePid = cmd.Process.Pid
+	s.mu.Unlock()
+	s.writeStatus()
+	if err != nil {
+		cmd.Process.Kill()
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		in.Close() // the gate agent stops when its control channel closes
+		select {
+		case err = <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			err = <-done
+		}
+	}
+	s.mu.Lock()
+	s.gateIn = nil
+	s.mu.Unlock()
+	return err
+}
+
+func writeJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// tellGate records an attachment (Addr empty: detached) and passes it to
+// the running gate agent.
+func (s *Supervisor) tellGate(a gateagent.Attachment) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a.Addr == "" {
+		delete(s.attached, a.Name)
+	} else {
+		s.attached[a.Name] = a
+	}
+	if s.gateIn != nil {
+		if err := writeJSONLine(s.gateIn, a); err != nil {
+			s.log.Error("tell gate agent", "compartment", a.Name, "error", err)
+		}
+	}
+}
+
+// supervise keeps one compartment running: start, wait, back off, restart;
+// after MaxCrashes crashes within Window it is marked failed.
+func (s *Supervisor) supervise(ctx context.Context, name string) {
+	backoff := s.cfg.Restart.InitialBackoff
+	var crashes []time.Time
+	for {
+		s.setState(name, Starting, 0)
+		started := time.Now()
+		err := s.runOnce(ctx, name)
+		if ctx.Err() != nil {
+			s.setState(name, Stopped, 0)
+			return
+		}
+		now := time.Now()
+		if now.Sub(started) > s.cfg.Restart.Window {
+			backoff = s.cfg.Restart.InitialBackoff
+		}
+		crashes = append(crashes, now)
+		for len(crashes) > 0 && now.Sub(crashes[0]) > s.cfg.Restart.Window {
+			crashes = crashes[1:]
+		}
+		if len(crashes) >= s.cfg.Restart.MaxCrashes {
+			s.log.Error("compartment keeps crashing; marked failed and not restarted",
+				"compartment", name, "crashes", len(crashes), "window", s.cfg.Restart.Window, "error", err)
+			s.setState(name, Failed, 0)
+			return
+		}
+		s.log.Warn("compartment died; restarting after back-off", "compartment", name, "error", err, "backoff", backoff)
+		s.setState(name, Backoff, 0)
+		s.mu.Lock()
+		s.status.Compartments[name].Restarts++
+		s.mu.Unlock()
+		if !sleep(ctx, backoff) {
+			s.setState(name, Stopped, 0)
+			return
+		}
+		backoff = min(2*backoff, s.cfg.Restart.MaxBackoff)
+	}
+}
+
+// runOnce starts the compartment, attaches it to the gate agent and waits
+// for it to exit (or for ctx to end, then stops it).
+func (s *Supervisor) runOnce(ctx context.Context, name string) error {
+	p, addr, err := s.start(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	s.tellGate(gateagent.Attachment{Name: name, Addr: addr, Pid: p.Pid()})
+	s.mu.Lock()
+	s.status.Compartments[name].Layers = p.Layers()
+	s.mu.Unlock()
+	s.setState(name, Running, p.Pid())
+	s.log.Info("compartment running", "compartment", name, "pid", p.Pid(), "layers", p.Layers())
+	defer s.tellGate(gateagent.Attachment{Name: name})
+
+	done := make(chan error, 1)
+	go func() { done <- p.Wait() }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("%s exited: %w", name, exitErr(err))
+	case <-ctx.Done():
+		p.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			s.log.Warn("compartment ignored SIGTERM; killing", "compartment", name)
+			p.Signal(syscall.SIGKILL)
+			<-done
+		}
+		return nil
+	}
+}
+
+func exitErr(err error) error {
+	if err == nil {
+		return errors.New("exit status 0")
+	}
+	return err
+}
+
+// start builds the compartment's spec, starts it and reads the go-plugin
+// handshake line from its stdout.
+func (s *Supervisor) start(ctx context.Context, name string) (sandbox.Process, string, error) {
+	c := s.cfg.Compartments.ByName()[name]
+	cfgJSON := []byte("{}")
+	if name == "outside" {
+		o := s.cfg.Outside
+		o.StaticDir = s.static
+		cfgJSON, _ = json.Marshal(o)
+	}
+	spec := sandbox.Spec{
+		Name: name, Label: c.Label,
+		Binary: filepath.Join(s.binDir, name),
+		UID:    uint32(s.ids[name][0]), GID: uint32(s.ids[name][1]),
+		Env: []string{
+			protocol.Handshake.MagicCookieKey + "=" + protocol.Handshake.MagicCookieValue,
+			"PLUGIN_UNIX_SOCKET_DIR=" + s.pluginDir(name),
+			"PLUGIN_PROTOCOL_VERSIONS=1",
+			protocol.EnvName + "=" + name,
+			protocol.EnvGateSocket + "=" + filepath.Join(s.gateDir(name), "gate.sock"),
+			protocol.EnvDataDir + "=" + s.dataDir(name),
+			protocol.EnvConfig + "=" + string(cfgJSON),
+			"TMPDIR=" + s.dataDir(name),
+		},
+		Mounts: []sandbox.Mount{
+			{Source: s.pluginDir(name), Writable: true},
+			{Source: s.gateDir(name)},
+			{Source: s.dataDir(name), Writable: true},
+		},
+		Network: sandbox.Network{Mode: sandbox.NetLoopback},
+		Limits:  sandbox.Limits{MemoryBytes: c.MemoryMB << 20, Pids: c.Pids, CPUPercent: c.CPU},
+		Stderr:  os.Stderr,
+	}
+	if name == "outside" {
+		spec.ExtraFiles = []*os.File{s.web}
+		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: s.static})
+		spec.Network.Mode = sandbox.NetNone
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, "", err
+	}
+	spec.Stdout = w
+	p, err := s.rt.Start(ctx, spec)
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, "", fmt.Errorf("start %s: %w", name, err)
+	}
+	addr, err := readHandshake(r, 15*time.Second)
+	if err != nil {
+		p.Signal(syscall.SIGKILL)
+		p.Wait()
+		p.Close()
+		r.Close()
+		return nil, "", fmt.Errorf("%s: %w", name, err)
+	}
+	go func() { // whatever the program prints later goes to our log stream
+		defer r.Close()
+		io.Copy(os.Stderr, r)
+	}()
+	return p, addr, nil
+}
+
+// readHandshake reads go-plugin's "CORE|APP|unix|ADDR|grpc|..." line.
+func readHandshake(r *os.File, timeout time.Duration) (string, error) {
+	r.SetReadDeadline(time.Now().Add(timeout))
+	defer r.SetReadDeadline(time.Time{})
+	// One byte at a time: nothing after the line may be swallowed.
+	var line []byte
+	b := make([]byte, 1)
+	for len(line) < 4096 && (len(line) == 0 || line[len(line)-1] != '\n') {
+		if _, err := r.Read(b); err != nil {
+			return "", fmt.Errorf("%w: %v (read %q)", ErrHandshake, err, line)
+		}
+		line = append(line, b[0])
+	}
+	parts := strings.Split(strings.TrimSpace(string(line)), "|")
+	if len(parts) < 5 || parts[2] != "unix" || parts[4] != "grpc" {
+		return "", fmt.Errorf("%w: unexpected line %q", ErrHandshake, line)
+	}
+	return parts[3], nil
+}
+
+func (s *Supervisor) setState(name string, st State, pid int) {
+	s.mu.Lock()
+	cs := s.status.Compartments[name]
+	cs.State, cs.Pid, cs.Since = st, pid, time.Now().UTC().Format(time.RFC3339Nano)
+	s.mu.Unlock()
+	s.writeStatus()
+}
+
+// writeStatus writes status.json atomically.
+func (s *Supervisor) writeStatus() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, err := json.MarshalIndent(s.status, "", "  ")
+	if err != nil {
+		return
+	}
+	p := filepath.Join(s.cfg.RunDir, "status.json")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err == nil {
+		os.Rename(tmp, p)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
