@@ -151,7 +151,7 @@ func newSignerInfo(content []byte, contentType asn1.ObjectIdentifier, key crypto
 
 	var toSign []byte
 	if opts.NoSignedAttributes {
-		if !contentType.Equal(oidData) || len(opts.extraAttrs) > 0 || opts.ReceiptRequest != nil {
+		if (contentType != nil && !contentType.Equal(oidData)) || len(opts.extraAttrs) > 0 || opts.ReceiptRequest != nil {
 			return nil, fmt.Errorf("%w: signed attributes are required for this content", ErrUnsupportedAlgorithm)
 		}
 		toSign = content
@@ -181,9 +181,11 @@ func standardAttributes(content []byte, contentType asn1.ObjectIdentifier, h cry
 		return nil, err
 	}
 	attrs := []attribute{
-		{typ: oidBytes(oidAttrContentType), values: [][]byte{mustMarshal(contentType)}},
 		{typ: oidBytes(oidAttrSigningTime), values: [][]byte{timeDER}},
 		{typ: oidBytes(oidAttrMessageDigest), values: [][]byte{mustMarshal(digest(h, content))}},
+	}
+	if contentType != nil { // a countersignature has no contentType (RFC 5652 §11.4)
+		attrs = append(attrs, attribute{typ: oidBytes(oidAttrContentType), values: [][]byte{mustMarshal(contentType)}})
 	}
 	if opts.ReceiptRequest != nil {
 		rr, err := opts.ReceiptRequest.encode()

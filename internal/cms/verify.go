@@ -70,6 +70,9 @@ type SignerInfo struct {
 	SigningTime time.Time
 	// Signature is the signature value.
 	Signature []byte
+	// CounterSignatures are verified RFC 5652 §11.4 countersignatures over
+	// Signature, each with its own trust decision.
+	CounterSignatures []SignerInfo
 
 	raw signerInfo
 }
@@ -119,7 +122,7 @@ func (sd *signedData) verify(opts VerifyOptions) (*Signed, error) {
 	out := &Signed{Content: content, ContentType: sd.contentType, Certificates: embedded}
 	for i := range sd.signerInfos {
 		si := &sd.signerInfos[i]
-		res, err := verifySignerInfo(si, content, sd.contentType, embedded, &opts, now)
+		res, err := verifySignerInfo(si, content, sd.contentType, embedded, &opts, now, 0)
 		if err != nil {
 			return nil, fmt.Errorf("signer %d (%s): %w", i, si.sid, err)
 		}
@@ -128,7 +131,7 @@ func (sd *signedData) verify(opts VerifyOptions) (*Signed, error) {
 	return out, nil
 }
 
-func verifySignerInfo(si *signerInfo, content []byte, contentType asn1.ObjectIdentifier, embedded []*x509.Certificate, opts *VerifyOptions, now time.Time) (*SignerInfo, error) {
+func verifySignerInfo(si *signerInfo, content []byte, contentType asn1.ObjectIdentifier, embedded []*x509.Certificate, opts *VerifyOptions, now time.Time, depth int) (*SignerInfo, error) {
 	cert := findCert(si.sid, opts.Registered, embedded, opts.Intermediates)
 	if cert == nil {
 		return nil, ErrSignerNotFound
@@ -137,14 +140,14 @@ func verifySignerInfo(si *signerInfo, content []byte, contentType asn1.ObjectIde
 	if err != nil {
 		return nil, err
 	}
-	if opts.SkipTrust {
-		return res, nil
+	if !opts.SkipTrust {
+		if res.Chain, err = trust(cert, embedded, opts, now); err != nil {
+			return nil, err
+		}
 	}
-	chain, err := trust(cert, embedded, opts, now)
-	if err != nil {
+	if res.CounterSignatures, err = verifyCounterSignatures(si, embedded, opts, now, depth); err != nil {
 		return nil, err
 	}
-	res.Chain = chain
 	return res, nil
 }
 
@@ -169,15 +172,20 @@ func checkSignerInfo(si *signerInfo, content []byte, contentType asn1.ObjectIden
 		if err != nil {
 			return nil, err
 		}
-		if !ok {
+		switch {
+		case contentType == nil && ok:
+			return nil, fmt.Errorf("%w: countersignature with contentType attribute", ErrMalformed)
+		case contentType == nil:
+		case !ok:
 			return nil, fmt.Errorf("%w: contentType", ErrMissingAttribute)
-		}
-		var ctOID asn1.ObjectIdentifier
-		if rest, err := asn1.Unmarshal(ct, &ctOID); err != nil || len(rest) != 0 {
-			return nil, fmt.Errorf("%w: contentType attribute", ErrMalformed)
-		}
-		if !ctOID.Equal(contentType) {
-			return nil, fmt.Errorf("%w: contentType attribute %v differs from %v", ErrBadSignature, ctOID, contentType)
+		default:
+			var ctOID asn1.ObjectIdentifier
+			if rest, err := asn1.Unmarshal(ct, &ctOID); err != nil || len(rest) != 0 {
+				return nil, fmt.Errorf("%w: contentType attribute", ErrMalformed)
+			}
+			if !ctOID.Equal(contentType) {
+				return nil, fmt.Errorf("%w: contentType attribute %v differs from %v", ErrBadSignature, ctOID, contentType)
+			}
 		}
 		md, ok, err := findAttribute(attrs, oidBytes(oidAttrMessageDigest))
 		if err != nil {
@@ -201,7 +209,7 @@ func checkSignerInfo(si *signerInfo, content []byte, contentType asn1.ObjectIden
 			}
 		}
 		signedBytes = si.signedAttrsDER()
-	} else if !contentType.Equal(oidData) {
+	} else if contentType != nil && !contentType.Equal(oidData) {
 		return nil, fmt.Errorf("%w: signed attributes for content type %v", ErrMissingAttribute, contentType)
 	}
 	if err := checkSignature(cert.PublicKey, si.sigAlg, h, digest(h, signedBytes), si.signature); err != nil {
