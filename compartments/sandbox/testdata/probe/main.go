@@ -9,6 +9,10 @@
 //	    loopback, gRPC on a unix socket) and prints one Result per step
 //	probe sleep
 //	    a victim: prints "ready" and waits to be killed
+//	probe serve-fd
+//	    the outside compartment's shape: serves one connection on the
+//	    listening socket handed over as fd 3, reports whether it has a
+//	    network of its own
 //
 // Like a real compartment program it calls landlock.RestrictSelf first (the
 // -no-landlock flag leaves it out, to show the lower layers hold alone).
@@ -99,6 +103,8 @@ func main() {
 		attacks(*victim, *supervisor, *key, *static, *hostPort, *limitMB)
 	case "legit":
 		legit(*rw, *port)
+	case "serve-fd":
+		serveFD()
 	case "sleep":
 		fmt.Println(`{"name":"ready","ok":true}`)
 		for {
@@ -561,4 +567,27 @@ func cpuHog(wall time.Duration) int64 {
 		return (r.Utime.Sec+r.Stime.Sec)*1000 + int64(r.Utime.Usec+r.Stime.Usec)/1000
 	}
 	return ms(after) - ms(before)
+}
+
+func serveFD() {
+	ln, err := net.FileListener(os.NewFile(3, "listener"))
+	report("inherited-listener", err, "")
+	if err != nil {
+		return
+	}
+	fmt.Println(`{"name":"ready","ok":true}`)
+	c, err := ln.Accept()
+	report("accept", err, "")
+	if err == nil {
+		io.WriteString(c, "hello from the compartment\n")
+		c.Close()
+	}
+	// Even its own listener is unreachable: lo is down.
+	ln2, err := net.Listen("tcp", "127.0.0.1:18081")
+	if err != nil {
+		report("loopback", nil, "listen: "+err.Error())
+		return
+	}
+	defer ln2.Close()
+	report("loopback", dial("127.0.0.1:18081"), "")
 }
