@@ -98,16 +98,19 @@ type Policy struct {
 	Raw bool
 }
 
-// PolicyFor is the policy the supervisor applies for a compartment's
-// network: a compartment with a veth (or an allowlist) may create IP
-// sockets and connect to its allowlist only; one without (outside, the
-// function compartments) may create no IP socket at all. Loopback is not
-// allowed (so that even without its network namespace a compartment cannot
-// reach the host's loopback) and raw sockets never are.
+// PolicyFor is the policy that repeats a compartment's network in the
+// kernel, as its nftables ruleset does: a compartment with no network
+// (NetNone: outside, serving only on the socket it is handed) may create no
+// IP socket at all; one with loopback may create IP sockets and connect to
+// 127.0.0.0/8 and ::1 (its own loopback: the namespace makes it so) and to
+// its allowlist. Raw sockets are never allowed. A supervisor that knows a
+// compartment talks only over unix sockets can clear Families to make it
+// stricter.
 func PolicyFor(compartment string, n sandbox.Network) Policy {
 	p := Policy{Compartment: compartment, Allow: n.Allow}
-	if n.Mode == sandbox.NetVeth || len(n.Allow) > 0 {
+	if n.Mode != sandbox.NetNone || len(n.Allow) > 0 {
 		p.Families = []int{unix.AF_INET, unix.AF_INET6}
+		p.Loopback = n.Mode != sandbox.NetNone
 	}
 	return p
 }

@@ -329,7 +329,8 @@ func TestSocketFamilies(t *testing.T) {
 		inet   bool
 		raw    bool
 	}{
-		{"unix only", PolicyFor("purchasing", sandbox.Network{Mode: sandbox.NetLoopback}), false, false},
+		{"unix only", PolicyFor("outside", sandbox.Network{Mode: sandbox.NetNone}), false, false},
+		{"loopback", PolicyFor("purchasing", sandbox.Network{Mode: sandbox.NetLoopback}), true, false},
 		{"inet", PolicyFor("inside", sandbox.Network{Mode: sandbox.NetVeth, Address: netip.MustParsePrefix(childAddr)}), true, false},
 		{"inet and raw", Policy{Compartment: "diag", Families: []int{unix.AF_INET, unix.AF_INET6}, Raw: true}, true, true},
 	} {
@@ -358,7 +359,7 @@ func TestSocketFamilies(t *testing.T) {
 // compartment). The test fails if that changes, so the docs get updated.
 func TestPacketSocketBeyondHook(t *testing.T) {
 	dir := testCgroup(t)
-	_, c := attachTest(t, dir, PolicyFor("purchasing", sandbox.Network{Mode: sandbox.NetLoopback}))
+	_, c := attachTest(t, dir, PolicyFor("outside", sandbox.Network{Mode: sandbox.NetNone}))
 	rep := netnstest.Run(t, netnstest.Options{Cgroup: dir},
 		netnstest.Probe{Kind: netnstest.Packet}, netnstest.Probe{Kind: netnstest.Netlink})
 	for _, r := range rep.Results {
@@ -395,9 +396,11 @@ func TestCompartmentAttacks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := testCgroup(t)
 			_, c := attachTest(t, dir, PolicyFor(tc.name, tc.net))
+			// Without a network the socket itself is refused; with one,
+			// the connect.
 			deny := func(addr string, kind Kind) attack {
 				a := attack{name: addr, probe: tcp(addr), kind: KindSockCreate}
-				if tc.net.Mode == sandbox.NetVeth {
+				if tc.net.Mode != sandbox.NetNone {
 					a.kind, a.want = kind, ap(addr)
 				}
 				return a
@@ -421,7 +424,9 @@ func TestCompartmentAttacks(t *testing.T) {
 
 // TestHostLoopback: a compartment that lost its namespace (here: the child
 // runs in the runner's own namespace) still cannot reach a service on the
-// host's loopback.
+// host's loopback when it has no network (outside) or only an allowlist
+// (inside without Loopback). A loopback compartment's 127.0.0.1 is its own
+// only because of its namespace (netns.TestHostLoopbackUnreachable).
 func TestHostLoopback(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -438,17 +443,25 @@ func TestHostLoopback(t *testing.T) {
 		}
 	}()
 	addr := l.Addr().String()
-	for _, name := range []string{"outside", "purchasing", "inside"} {
-		t.Run(name, func(t *testing.T) {
+	inside := Policy{
+		Compartment: "inside",
+		Allow:       []sandbox.Endpoint{{Prefix: netip.MustParsePrefix(backOffice + "/32"), Port: 8080}},
+		Families:    []int{unix.AF_INET, unix.AF_INET6},
+	}
+	for _, tc := range []struct {
+		name string
+		p    Policy
+		a    attack
+	}{
+		{"outside", PolicyFor("outside", sandbox.Network{Mode: sandbox.NetNone}), attack{kind: KindSockCreate}},
+		{"inside", inside, attack{kind: KindConnect4, want: ap(addr)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			dir := testCgroup(t)
-			n := sandbox.Network{Mode: sandbox.NetLoopback}
-			kind, want := KindSockCreate, netip.AddrPort{}
-			if name == "inside" {
-				n = sandbox.Network{Mode: sandbox.NetVeth, Address: netip.MustParsePrefix(childAddr)}
-				kind, want = KindConnect4, ap(addr)
-			}
-			_, c := attachTest(t, dir, PolicyFor(name, n))
-			runAttacks(t, dir, netnstest.Options{}, c, []attack{{name: "host loopback " + addr, probe: tcp(addr), kind: kind, want: want}})
+			_, c := attachTest(t, dir, tc.p)
+			a := tc.a
+			a.name, a.probe = "host loopback "+addr, tcp(addr)
+			runAttacks(t, dir, netnstest.Options{}, c, []attack{a})
 		})
 	}
 }
@@ -497,7 +510,7 @@ func TestOutsideAcceptsHandedSocket(t *testing.T) {
 // TestCloseDetaches: after Close the programs are gone from the cgroup.
 func TestCloseDetaches(t *testing.T) {
 	dir := testCgroup(t)
-	g, err := Attach(dir, PolicyFor("purchasing", sandbox.Network{Mode: sandbox.NetLoopback}), nil)
+	g, err := Attach(dir, PolicyFor("outside", sandbox.Network{Mode: sandbox.NetNone}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

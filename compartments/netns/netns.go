@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -464,4 +465,16 @@ func linkUp(nh *netlink.Handle, name string) error {
 
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// Available reports whether this host can give compartments their network
+// layer: it creates a scratch namespace, installs a default-drop ruleset in
+// it and removes it again. The supervisor refuses to start when this
+// fails, unless the configuration lowers the requirement.
+func (h *Host) Available() error {
+	ns, err := h.Setup(fmt.Sprintf("probe-%d", os.Getpid()), sandbox.Network{Mode: sandbox.NetNone})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return ns.Close()
 }

@@ -483,3 +483,12 @@ func TestConfigureExisting(t *testing.T) {
 		t.Errorf("Close removed the creator's namespace: %v", err)
 	}
 }
+
+func TestAvailable(t *testing.T) {
+	h := testHost(t)
+	start := time.Now()
+	if err := h.Available(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Available in %v", time.Since(start).Round(time.Microsecond))
+}

@@ -76,6 +76,17 @@ type Report struct {
 	Results []Result
 }
 
+// Env returns the environment entry that makes a program calling Main run
+// probes and print its Report: how a probe program started by another
+// runtime (a runc sandbox) gets its orders.
+func Env(probes ...Probe) (string, error) {
+	raw, err := json.Marshal(probes)
+	if err != nil {
+		return "", err
+	}
+	return envProbes + "=" + string(raw), nil
+}
+
 // Main must be called first thing in TestMain. In the test runner it
 // returns; in a probe child it runs the probes, prints the Report as JSON
 // and exits.
