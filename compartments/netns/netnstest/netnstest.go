@@ -58,6 +58,7 @@ type Probe struct {
 	Kind    Kind
 	Addr    string        `json:",omitempty"` // host:port, or a name for DNS
 	Timeout time.Duration `json:",omitempty"` // default 1s
+	Count   int           `json:",omitempty"` // repeat; the result is the last attempt's
 }
 
 // Result is what a probe got.
@@ -142,6 +143,9 @@ func run(p Probe) Result {
 		p.Timeout = time.Second
 	}
 	err := attempt(p)
+	for i := 1; i < p.Count; i++ {
+		err = attempt(p)
+	}
 	r := Result{Probe: p}
 	if err != nil {
 		r.Err = err.Error()
