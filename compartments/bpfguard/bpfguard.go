@@ -189,7 +189,7 @@ func Attach(cgroupDir string, p Policy, onDeny func(Event)) (*Guard, error) {
 	return g, nil
 }
 
-func attach(dir string, p Policy, keys []guardAllowKey, onDeny func(Event)) (g *Guard, err error) {
+func attach(dir string, p Policy, keys []guardAllowKey, onDeny func(Event)) (_ *Guard, err error) {
 	spec, err := loadGuard()
 	if err != nil {
 		return nil, err
@@ -201,7 +201,7 @@ func attach(dir string, p Policy, keys []guardAllowKey, onDeny func(Event)) (g *
 	if err := spec.Variables[guardVarAllowRaw].Set(raw); err != nil {
 		return nil, fmt.Errorf("set allow_raw: %w", err)
 	}
-	g = &Guard{policy: p, dir: dir, onDeny: onDeny, done: make(chan struct{})}
+	g := &Guard{policy: p, dir: dir, onDeny: onDeny, done: make(chan struct{})}
 	if err := spec.LoadAndAssign(&g.objs, nil); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
@@ -223,6 +223,8 @@ func attach(dir string, p Policy, keys []guardAllowKey, onDeny func(Event)) (g *
 	if g.reader, err = ringbuf.NewReader(g.objs.Events); err != nil {
 		return nil, fmt.Errorf("ring buffer: %w", err)
 	}
+	// Running from here on, so that release can always stop it.
+	go g.read()
 	if g.cgroup, err = os.Open(dir); err != nil {
 		return nil, err
 	}
@@ -244,7 +246,6 @@ func attach(dir string, p Policy, keys []guardAllowKey, onDeny func(Event)) (g *
 		}
 		g.attached = append(g.attached, o)
 	}
-	go g.read()
 	return g, nil
 }
 

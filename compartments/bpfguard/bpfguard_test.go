@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -540,6 +541,29 @@ func TestAttachRejects(t *testing.T) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
 			}
 		})
+	}
+}
+
+// TestAttachFailsCleanly: a failure after the programs are loaded (here:
+// no such cgroup) returns an error and leaks nothing.
+func TestAttachFailsCleanly(t *testing.T) {
+	requireRoot(t)
+	root, err := Cgroup2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Attach(filepath.Join(root, "e2st-does-not-exist"), PolicyFor("outside", sandbox.Network{Mode: sandbox.NetNone}), nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("err = %v, want a not-exist error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Attach hung on its error path")
 	}
 }
 
