@@ -26,7 +26,7 @@ type ca struct {
 	key  crypto.Signer
 }
 
-func newKey(t *testing.T) crypto.Signer {
+func newKey(t testing.TB) crypto.Signer {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -35,7 +35,7 @@ func newKey(t *testing.T) crypto.Signer {
 	return k
 }
 
-func newCA(t *testing.T, cn string) *ca {
+func newCA(t testing.TB, cn string) *ca {
 	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
@@ -55,7 +55,7 @@ var serial int64 = 100
 
 // issue makes a party whose certificate (CN=cn) is issued by c, or
 // self-signed when c is nil, valid from notBefore for a day.
-func issue(t *testing.T, c *ca, cn string, notBefore time.Time) *party {
+func issue(t testing.TB, c *ca, cn string, notBefore time.Time) *party {
 	t.Helper()
 	key := newKey(t)
 	serial++
@@ -76,7 +76,7 @@ func issue(t *testing.T, c *ca, cn string, notBefore time.Time) *party {
 	return &party{key: key, chain: chain}
 }
 
-func create(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
+func create(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
 	t.Helper()
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/e2sgate/e2sgate/internal/envelope"
@@ -15,7 +16,11 @@ import (
 // their files are still on disk, while the others still open.
 func TestCryptoErasure(t *testing.T) {
 	dir := t.TempDir()
-	s, err := envelope.OpenStore(dir, envelope.WithKeyBits(2048))
+	ring, err := envelope.NewDirKeyRing(filepath.Join(dir, "keys"), 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := envelope.OpenStore(dir, envelope.WithKeyRing(ring))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +73,7 @@ func TestCryptoErasure(t *testing.T) {
 			}
 		})
 	}
-	// Recreating a store over the same directory does not bring the key back.
+	// Reopening the store over the same directory does not bring the key back.
 	s2, err := envelope.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -76,23 +81,29 @@ func TestCryptoErasure(t *testing.T) {
 	if _, err := s2.Get(recs[0].id); !errors.Is(err, envelope.ErrKeyErased) {
 		t.Fatalf("reopened store: err = %v, want ErrKeyErased", err)
 	}
-	// No file left in the key directory may hold the deleted key.
+	// The key directory holds the kept key and nothing else.
 	entries, err := os.ReadDir(filepath.Join(dir, "keys"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range entries {
-		if e.Name() == erased+".pem" {
-			t.Fatalf("key file %s still present", e.Name())
-		}
-	}
 	if len(entries) != 1 {
 		t.Fatalf("key directory holds %d entries, want 1 (the kept key)", len(entries))
+	}
+	if _, err := ring.Decrypter(kept); err != nil {
+		t.Fatalf("kept key: %v", err)
+	}
+	if _, err := ring.Decrypter(erased); !errors.Is(err, envelope.ErrNotFound) {
+		t.Fatalf("deleted key: err = %v, want ErrNotFound", err)
 	}
 }
 
 func TestStoreErrors(t *testing.T) {
-	s, err := envelope.OpenStore(t.TempDir(), envelope.WithKeyBits(2048))
+	dir := t.TempDir()
+	ring, err := envelope.NewDirKeyRing(filepath.Join(dir, "keys"), 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := envelope.OpenStore(dir, envelope.WithKeyRing(ring))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,9 +121,20 @@ func TestStoreErrors(t *testing.T) {
 		want error
 	}{
 		{"get unknown record", func() error { _, err := s.Get("00000000-0000-4000-8000-000000000000"); return err }, envelope.ErrNotFound},
-		{"get path traversal", func() error { _, err := s.Get("../keys/" + key); return err }, envelope.ErrNotFound},
-		{"put to unknown key", func() error { _, err := s.Put("abcd", []byte("x")); return err }, envelope.ErrNotFound},
-		{"delete unknown key", func() error { return s.DeleteKey("abcd") }, envelope.ErrNotFound},
+		{"get path traversal", func() error { _, err := s.Get("../records/" + id); return err }, envelope.ErrNotFound},
+		{"put to unknown key", func() error { _, err := s.Put("SHA256:"+strings.Repeat("A", 43), []byte("x")); return err }, envelope.ErrNotFound},
+		{"put to malformed key id", func() error { _, err := s.Put("../../etc/passwd", []byte("x")); return err }, envelope.ErrNotFound},
+		{"delete unknown key", func() error { return s.DeleteKey("SHA256:" + strings.Repeat("A", 43)) }, envelope.ErrNotFound},
+		{"delete key twice", func() error {
+			k, err := s.NewKey()
+			if err != nil {
+				return err
+			}
+			if err := s.DeleteKey(k); err != nil {
+				return err
+			}
+			return s.DeleteKey(k)
+		}, envelope.ErrNotFound},
 		{"delete record twice", func() error {
 			if err := s.Delete(id); err != nil {
 				return err

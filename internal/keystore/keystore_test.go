@@ -22,19 +22,19 @@ import (
 
 type backend struct {
 	name string
-	open func(t *testing.T) keystore.Keystore
+	open func(t testing.TB) keystore.Keystore
 }
 
 func backends() []backend {
 	return []backend{
-		{"file", func(t *testing.T) keystore.Keystore {
+		{"file", func(t testing.TB) keystore.Keystore {
 			ks, err := keystore.OpenFile(t.TempDir(), "correct horse battery staple")
 			if err != nil {
 				t.Fatal(err)
 			}
 			return ks
 		}},
-		{"pkcs11", func(t *testing.T) keystore.Keystore {
+		{"pkcs11", func(t testing.TB) keystore.Keystore {
 			requireSoftHSM(t)
 			ks, err := keystore.OpenPKCS11(keystore.PKCS11Config{Module: softhsmModule, TokenLabel: tokenLabel, PIN: tokenPIN})
 			if err != nil {

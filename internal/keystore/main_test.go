@@ -62,7 +62,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-func requireSoftHSM(t *testing.T) {
+func requireSoftHSM(t testing.TB) {
 	t.Helper()
 	if softhsmMissing {
 		t.Skipf("SoftHSM2 library %s is not installed (apt-get install softhsm2); PKCS#11 backend NOT tested", softhsmModule)
