@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"os/exec"
@@ -75,20 +76,38 @@ func getPKI(t testing.TB) *testPKI {
 
 var serial int64 = 1000
 
-func newKey(kind string) (crypto.Signer, error) {
-	switch kind {
-	case "rsa":
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case "p256":
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "p384":
-		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+// newKey loads the fixed test key testdata/keys/<name>.key (PKCS#8 PEM).
+// Fixed keys keep the fuzz workers, whose instrumented crypto makes RSA
+// key generation very slow, quick to start; certificates are still issued
+// per run. kind is checked against the key's type.
+func newKey(name, kind string) (crypto.Signer, error) {
+	data, err := os.ReadFile(filepath.Join("testdata", "keys", name+".key"))
+	if err != nil {
+		return nil, err
 	}
-	panic(kind)
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", name)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		if kind == "rsa" {
+			return k, nil
+		}
+	case *ecdsa.PrivateKey:
+		if (kind == "p256" && k.Curve == elliptic.P256()) || (kind == "p384" && k.Curve == elliptic.P384()) {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: key is %T, want %s", name, key, kind)
 }
 
 func issue(dir, name, kind string, parent *testIdentity, isCA bool, ku x509.KeyUsage, notBefore, notAfter time.Time) (*testIdentity, error) {
-	key, err := newKey(kind)
+	key, err := newKey(name, kind)
 	if err != nil {
 		return nil, err
 	}
