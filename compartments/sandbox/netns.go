@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,28 +45,18 @@ func newNetns(path string, loopback bool) error {
 		return fmt.Errorf("netns file: %w", err)
 	}
 	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		// The thread switches network namespace and is never unlocked:
-		// Go ends it with this goroutine instead of reusing it.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare netns: %w", err)
-			return
-		}
+	err = inNewNetns(func() error {
 		if loopback {
 			if err := linkUp("lo"); err != nil {
-				errc <- err
-				return
+				return err
 			}
 		}
 		if err := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind netns: %w", err)
-			return
+			return fmt.Errorf("bind netns: %w", err)
 		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		os.Remove(path)
 		return err
 	}

@@ -193,8 +193,11 @@ func (r *Runc) Start(ctx context.Context, s Spec) (_ Process, err error) {
 		cmd.Stderr = io.MultiWriter(s.Stderr, p.stderrTail)
 	}
 	cmd.ExtraFiles = s.ExtraFiles
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// Should the supervisor die, runc gets SIGTERM and forwards it to the
+	// program; whatever is left is cleared by the next Start.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	onStarterThread(func() { err = cmd.Start() })
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w: %w", s.Name, ErrStart, err)
 	}
 	p.cmd = cmd
