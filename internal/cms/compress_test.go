@@ -3,6 +3,7 @@ package cms
 import (
 	"bytes"
 	"errors"
+	"os"
 	"os/exec"
 	"testing"
 )
@@ -97,4 +98,25 @@ func TestDecompressFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestDecompressKnownAnswer decodes a committed vector made by the
+// independent Python codec (testdata/compressed.py), so the check runs even
+// where python3 is missing.
+func TestDecompressKnownAnswer(t *testing.T) {
+	der, err := os.ReadFile("testdata/compressed-kat.der")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/compressed-kat.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decompress(der, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
 }

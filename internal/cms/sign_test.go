@@ -358,3 +358,44 @@ func TestSignRejectsMismatchedKey(t *testing.T) {
 		t.Fatalf("Sign error = %v, want %v", err, ErrUnsupportedKey)
 	}
 }
+
+func TestSignOptionsVariants(t *testing.T) {
+	p := getPKI(t)
+	tests := []struct {
+		name   string
+		id     *testIdentity
+		opts   SignOptions
+		verify VerifyOptions
+	}{
+		{"subject key identifier", p.ids["rsa"], SignOptions{SubjectKeyID: true, PSS: true}, VerifyOptions{Roots: p.roots}},
+		{"no signed attributes", p.ids["p384"], SignOptions{NoSignedAttributes: true, Hash: crypto.SHA384}, VerifyOptions{Roots: p.roots}},
+		{"skip trust of an unknown root", p.other, SignOptions{}, VerifyOptions{SkipTrust: true}},
+		{"signing time kept", p.ids["p256"], SignOptions{SigningTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, VerifyOptions{Roots: p.roots}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			der, err := Sign(testContent, tt.id.key, tt.id.chain, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := Verify(der, tt.verify)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.opts.SigningTime.IsZero() && !s.Signers[0].SigningTime.Equal(tt.opts.SigningTime) {
+				t.Fatalf("signing time %v, want %v", s.Signers[0].SigningTime, tt.opts.SigningTime)
+			}
+			if tt.verify.SkipTrust && s.Signers[0].Chain != nil {
+				t.Fatal("chain reported although trust was skipped")
+			}
+			ca := p.caFile
+			if tt.verify.SkipTrust {
+				ca = p.otherCA.certFile
+			}
+			if _, err := openssl(t, "cms", "-verify", "-binary", "-inform", "DER", "-in", writeFile(t, "s.der", der),
+				"-CAfile", ca, "-out", filepath.Join(t.TempDir(), "out")); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
