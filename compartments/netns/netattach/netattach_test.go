@@ -313,15 +313,21 @@ func TestNetworkAttacksInRunc(t *testing.T) {
 					k, d := see(bpfguard.KindConnect4, dst)
 					return attack{name: name, probe: tcp(dst), event: k, dst: d}
 				}
+				deny6 := func(name, dst string) attack {
+					k, d := see(bpfguard.KindConnect6, dst)
+					return attack{name: name, probe: tcp(dst), event: k, dst: d}
+				}
 				attacks := []attack{
 					deny("internal network", backOffice+":8080"),
 					deny("internal host", otherHost+":8080"),
 					deny("internal gateway", gateway+":8080"),
 					deny("external address", external),
+					deny6("external ipv6 address", "[2001:db8::1]:443"),
 					{name: "host loopback", probe: tcp("127.0.0.1:" + hostPort)},
 					// Landlock has no UDP rules: here the cgroup programs
 					// are the first to refuse, in both passes.
 					udp("udp to internal host", otherHost+":5353"),
+					udp("dns query to an external resolver", "192.0.2.53:53"),
 					{name: "dns lookup", probe: dns},
 					{name: "raw socket", probe: netnstest.Probe{Kind: netnstest.Raw}},
 					{name: "packet socket", probe: netnstest.Probe{Kind: netnstest.Packet}},
@@ -331,7 +337,7 @@ func TestNetworkAttacksInRunc(t *testing.T) {
 					attacks = append(attacks, deny("back office other port", backOffice+":8081"))
 				}
 				if tc.net.Mode == sandbox.NetNone {
-					attacks[4].event = bpfguard.KindSockCreate
+					attacks[5].event = bpfguard.KindSockCreate // host loopback
 				}
 				var probes []netnstest.Probe
 				for _, a := range attacks {

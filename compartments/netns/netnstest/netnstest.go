@@ -66,6 +66,8 @@ type Result struct {
 	Probe Probe
 	Err   string `json:",omitempty"` // empty: the attempt succeeded
 	Errno string `json:",omitempty"` // e.g. "EPERM", when the error carried one
+	// Elapsed is the time all Count attempts took, in the child.
+	Elapsed time.Duration
 }
 
 // OK reports whether the attempt succeeded.
@@ -142,11 +144,12 @@ func run(p Probe) Result {
 	if p.Timeout == 0 {
 		p.Timeout = time.Second
 	}
+	start := time.Now()
 	err := attempt(p)
 	for i := 1; i < p.Count; i++ {
 		err = attempt(p)
 	}
-	r := Result{Probe: p}
+	r := Result{Probe: p, Elapsed: time.Since(start)}
 	if err != nil {
 		r.Err = err.Error()
 		var errno syscall.Errno
