@@ -201,6 +201,9 @@ func (f *File) write(label string, key crypto.PrivateKey, chain []*x509.Certific
 }
 
 func decodeP12(data []byte, password string) (crypto.PrivateKey, []*x509.Certificate, error) {
+	if err := checkIterations(data); err != nil {
+		return nil, nil, err
+	}
 	key, leaf, cas, err := pkcs12.DecodeChain(data, password)
 	if errors.Is(err, pkcs12.ErrIncorrectPassword) {
 		return nil, nil, ErrWrongPassword
