@@ -194,4 +194,7 @@ func attackChecks(memLimit int64, pidsLimit int) map[string]func(Result) error {
 }
 
 // syscallZero is signal 0: checks the process exists.
-var syscallZero = syscall.Signal(0)
+var (
+	syscallZero = syscall.Signal(0)
+	syscallKill = syscall.SIGKILL
+)

@@ -346,6 +346,8 @@ func (p *runcProcess) Close() error {
 // cleanup removes whatever Start may have created for this compartment.
 func (p *runcProcess) cleanup() error {
 	var errs []error
+	t0 := time.Now()
+	defer func() { p.log.Debug("compartment cleaned up", "took", time.Since(t0)) }()
 	if _, err := os.Stat(filepath.Join(p.paths.root, p.paths.id)); err == nil {
 		out, err := exec.Command(p.r.binary(), "--root", p.paths.root, "delete", "--force", p.paths.id).CombinedOutput()
 		if err != nil && !bytes.Contains(out, []byte("does not exist")) {
