@@ -105,36 +105,9 @@ func (a *Agent) Forward(ctx context.Context, caller string, call *callpb.Call) *
 }
 
 func (a *Agent) decideAndForward(ctx context.Context, call *callpb.Call, rec *auditlog.Record) *callpb.Response {
-	set := a.set.Load()
-
-	// 1. Registered?
-	reg := set.Registry.Lookup(call.Script)
-	if reg == nil {
-		return deny(call, 404, "reg.unknown_script", "no such script")
-	}
-	rec.Target = reg.Target
-
-	// 2. Policy.
-	d, err := set.Policy.Decide(ctx, PolicyInput{
-		Caller: call.Caller, CallerLabel: a.labels[call.Caller],
-		Target: reg.Target, TargetLabel: a.labels[reg.Target],
-		Script: call.Script, Method: call.Method,
-		Registration: policyReg{Callers: reg.Callers, Clearance: reg.Clearance, Roles: reg.Roles},
-		User:         policyUser{Name: call.User},
-	})
-	if err != nil {
-		rec.Detail = err.Error()
-		return deny(call, 403, "pol.error", "denied")
-	}
-	if !d.Allow {
-		return deny(call, 403, d.Reason, "denied by policy")
-	}
-
-	// 3. Filters of the registration.
-	for _, f := range reg.chain {
-		if den := f(call); den != nil {
-			return deny(call, den.Status, den.Reason, den.Msg)
-		}
+	reg, d, denied := a.decide(ctx, call, rec)
+	if denied != nil {
+		return denied
 	}
 
 	// 4. Forward. From here on the gate has allowed the call; what follows
@@ -171,6 +144,43 @@ func (a *Agent) decideAndForward(ctx context.Context, call *callpb.Call, rec *au
 	}
 	resp.Reason = "" // a compartment's inner reason never crosses back
 	return resp
+}
+
+// decide is the gate's decision without forwarding: registry, policy,
+// filters. A non-nil response is the denial.
+func (a *Agent) decide(ctx context.Context, call *callpb.Call, rec *auditlog.Record) (*Registration, Decision, *callpb.Response) {
+	set := a.set.Load()
+
+	// 1. Registered?
+	reg := set.Registry.Lookup(call.Script)
+	if reg == nil {
+		return nil, Decision{}, deny(call, 404, "reg.unknown_script", "no such script")
+	}
+	rec.Target = reg.Target
+
+	// 2. Policy.
+	d, err := set.Policy.Decide(ctx, PolicyInput{
+		Caller: call.Caller, CallerLabel: a.labels[call.Caller],
+		Target: reg.Target, TargetLabel: a.labels[reg.Target],
+		Script: call.Script, Method: call.Method,
+		Registration: policyReg{Callers: reg.Callers, Clearance: reg.Clearance, Roles: reg.Roles},
+		User:         policyUser{Name: call.User},
+	})
+	if err != nil {
+		rec.Detail = err.Error()
+		return nil, d, deny(call, 403, "pol.error", "denied")
+	}
+	if !d.Allow {
+		return nil, d, deny(call, 403, d.Reason, "denied by policy")
+	}
+
+	// 3. Filters of the registration.
+	for _, f := range reg.chain {
+		if den := f(call); den != nil {
+			return nil, d, deny(call, den.Status, den.Reason, den.Msg)
+		}
+	}
+	return reg, d, nil
 }
 
 // deny answers with a status, a reason id the operator can look up and a
