@@ -1,0 +1,145 @@
+package sandbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func goldenSpec() Spec {
+	return Spec{
+		Name:   "purchasing",
+		Label:  "confidential:purchasing",
+		Binary: "/usr/lib/e2sgate/purchasing",
+		Args:   []string{"-config", "/etc/e2sgate/config"},
+		Env:    []string{"PLUGIN_UNIX_SOCKET_DIR=/run/e2sgate/purchasing"},
+		UID:    2001,
+		GID:    2001,
+		Mounts: []Mount{
+			{Source: "/run/e2sgate/purchasing", Writable: true},
+			{Source: "/var/lib/e2sgate/static", Target: "/static"},
+		},
+		Network: Network{Mode: NetLoopback, Allow: []Endpoint{{Prefix: netip.MustParsePrefix("127.0.0.1/32"), Port: 8443}}},
+		Limits:  Limits{MemoryBytes: 64 << 20},
+	}
+}
+
+// TestOCISpecGolden pins the whole OCI spec of a function compartment;
+// review the diff of testdata/purchasing.config.json like code.
+func TestOCISpecGolden(t *testing.T) {
+	sp, err := ociSpec(goldenSpec(), ociOptions{
+		Rootfs: "/var/lib/e2sgate/images/purchasing/rootfs", NetnsPath: "/run/e2sgate/netns/e2sgate-purchasing",
+		CgroupsPath: "/e2sgate/purchasing", RootHostID: DefaultRootHostID,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := json.MarshalIndent(sp, "", "\t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "purchasing.config.json")
+	if *update {
+		if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)) {
+		t.Errorf("OCI spec differs from %s (run with -update and review the diff):\n%s", golden, got)
+	}
+}
+
+// TestOCISpecInvariants: the properties the issue demands, asserted one by
+// one, whatever else changes in the golden file.
+func TestOCISpecInvariants(t *testing.T) {
+	sp, err := ociSpec(goldenSpec(), ociOptions{Rootfs: "/r", CgroupsPath: "/e2sgate/purchasing", RootHostID: DefaultRootHostID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsTypes := func() []specs.LinuxNamespaceType {
+		var out []specs.LinuxNamespaceType
+		for _, n := range sp.Linux.Namespaces {
+			out = append(out, n.Type)
+		}
+		return out
+	}()
+	mount := func(dst string) specs.Mount {
+		for _, m := range sp.Mounts {
+			if m.Destination == dst {
+				return m
+			}
+		}
+		return specs.Mount{}
+	}
+	caps := sp.Process.Capabilities
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"all seven namespaces", len(nsTypes) == 7 && slices.Contains(nsTypes, specs.UserNamespace) && slices.Contains(nsTypes, specs.CgroupNamespace) && slices.Contains(nsTypes, specs.NetworkNamespace)},
+		{"read-only root", sp.Root.Readonly},
+		{"no capabilities", caps != nil && len(caps.Bounding)+len(caps.Effective)+len(caps.Permitted)+len(caps.Inheritable)+len(caps.Ambient) == 0 && caps.Bounding != nil},
+		{"no_new_privs", sp.Process.NoNewPrivileges},
+		{"unprivileged uid", sp.Process.User.UID == 2001 && sp.Process.User.GID == 2001},
+		{"uid maps to itself", slices.Contains(sp.Linux.UIDMappings, specs.LinuxIDMapping{ContainerID: 2001, HostID: 2001, Size: 1})},
+		{"userns root is nobody", slices.Contains(sp.Linux.UIDMappings, specs.LinuxIDMapping{ContainerID: 0, HostID: DefaultRootHostID, Size: 1})},
+		{"seccomp default errno", sp.Linux.Seccomp.DefaultAction == specs.ActErrno},
+		{"tmp noexec nosuid nodev", slices.Contains(mount("/tmp").Options, "noexec") && slices.Contains(mount("/tmp").Options, "nosuid") && slices.Contains(mount("/tmp").Options, "nodev")},
+		{"static mount read-only", slices.Contains(mount("/static").Options, "ro")},
+		{"writable mount noexec", slices.Contains(mount("/run/e2sgate/purchasing").Options, "rw") && slices.Contains(mount("/run/e2sgate/purchasing").Options, "noexec")},
+		{"memory limit", *sp.Linux.Resources.Memory.Limit == 64<<20 && *sp.Linux.Resources.Memory.Swap == 64<<20},
+		{"pids default", sp.Linux.Resources.Pids.Limit == DefaultPids},
+		{"cpu default", *sp.Linux.Resources.CPU.Quota == 100000},
+		{"masks /proc/kcore", slices.Contains(sp.Linux.MaskedPaths, "/proc/kcore")},
+		{"/proc/sys read-only", slices.Contains(sp.Linux.ReadonlyPaths, "/proc/sys")},
+		{"landlock rules passed", slices.ContainsFunc(sp.Process.Env, func(e string) bool { return len(e) > 17 && e[:17] == "E2SGATE_LANDLOCK=" })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !tt.ok {
+				t.Error("does not hold")
+			}
+		})
+	}
+}
+
+// TestSeccompDeniesDangerousSyscalls: none of these is on the allowlist.
+func TestSeccompDeniesDangerousSyscalls(t *testing.T) {
+	allowed := map[string]bool{}
+	for _, sc := range seccompProfile().Syscalls {
+		if sc.Action == specs.ActAllow {
+			for _, n := range sc.Names {
+				allowed[n] = true
+			}
+		}
+	}
+	for _, n := range []string{
+		"mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "ptrace",
+		"process_vm_readv", "process_vm_writev", "bpf", "perf_event_open", "keyctl",
+		"add_key", "request_key", "io_uring_setup", "userfaultfd", "kexec_load",
+		"init_module", "finit_module", "delete_module", "setuid", "setgid", "setresuid",
+		"setgroups", "capset", "personality", "open_by_handle_at", "name_to_handle_at",
+		"fsopen", "fsmount", "move_mount", "open_tree", "memfd_create", "execveat",
+		"clone3", "swapon", "reboot", "acct", "quotactl", "syslog", "vhangup",
+		"mknod", "mknodat", "iopl", "ioperm", "lookup_dcookie", "fanotify_init",
+	} {
+		t.Run(n, func(t *testing.T) {
+			if allowed[n] {
+				t.Errorf("%s is allowed", n)
+			}
+		})
+	}
+}
