@@ -288,6 +288,9 @@ func (s *Supervisor) runGate(ctx context.Context) error {
 	select {
 	case err = <-done:
 	case <-ctx.Done():
+		s.mu.Lock()
+		s.gateIn = nil
+		s.mu.Unlock()
 		in.Close() // the gate agent stops when its control channel closes
 		select {
 		case err = <-done:
