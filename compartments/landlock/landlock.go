@@ -115,10 +115,13 @@ func Restrict(r Rules) error {
 	roDirs, roFiles := splitByKind(r.ReadOnly)
 	rwDirs, rwFiles := splitByKind(r.ReadWrite)
 	rules := []golandlock.Rule{
-		golandlock.RODirs(roDirs...).IgnoreIfMissing(),
+		// Connecting to pathname unix sockets (restricted from ABI 9 on)
+		// is allowed in the compartment's own mounts, read-only ones
+		// included (the gate agent's socket directory is mounted
+		// read-only); a read-only mount stops creating sockets, not
+		// connecting to them.
+		golandlock.RODirs(roDirs...).WithResolveUnix().IgnoreIfMissing(),
 		golandlock.ROFiles(roFiles...).IgnoreIfMissing(),
-		// Connecting to pathname unix sockets (ABI >= 9) only where the
-		// compartment may write: its go-plugin and gate agent sockets.
 		golandlock.RWDirs(rwDirs...).WithResolveUnix().IgnoreIfMissing(),
 		golandlock.RWFiles(rwFiles...).IgnoreIfMissing(),
 	}

@@ -318,7 +318,11 @@ func (p *runcProcess) Layers() []string {
 		"uid:" + strconv.Itoa(int(p.spec.UID)), "readonly-root", "no-caps", "no-new-privs",
 		"seccomp", "cgroup-limits", "landlock-rules", "net:" + string(p.spec.Network.Mode)}
 	if p.attached {
-		l = append(l, "net-attacher")
+		if la, ok := p.r.Net.(interface{ Layers() []string }); ok {
+			l = append(l, la.Layers()...)
+		} else {
+			l = append(l, "net-attacher")
+		}
 	}
 	return l
 }
