@@ -7,7 +7,7 @@ BIN     := bin
 CONFIG  ?=
 PROGRAMS := e2sgated outside purchasing payment keyhandler inside
 
-.PHONY: all build run test bench generate lint images deps clean
+.PHONY: all build run test bench generate check-generate lint images deps clean
 
 all: build
 
@@ -27,8 +27,11 @@ test: build ## every test, unit, policy (Rego), end-to-end and privileged
 bench: build ## benchmarks: full path vs plain Go, gate decision alone
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 20m ./gateagent/ ./e2e/
 
-generate: ## regenerate protobuf and bpf2go output (then: git diff --exit-code)
-	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) generate ./...
+generate: ## regenerate protobuf (protoc) and bpf2go (clang) output; both are committed
+	$(GO) generate ./...
+
+check-generate: generate ## fail if the committed generated code is not current
+	git diff --exit-code -- '*.pb.go' '*_bpfel.go' '*_bpfel.o'
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
