@@ -167,7 +167,7 @@ func ociSpec(s Spec, o ociOptions) (*specs.Spec, error) {
 					// memory+swap = memory: no swapping around the limit.
 					Swap: &mem,
 				},
-				Pids: &specs.LinuxPids{Limit: pids},
+				Pids: &specs.LinuxPids{Limit: &pids},
 				CPU:  &specs.LinuxCPU{Quota: &quota, Period: &period},
 			},
 			Seccomp:           seccompProfile(),

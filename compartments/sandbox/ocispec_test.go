@@ -101,7 +101,7 @@ func TestOCISpecInvariants(t *testing.T) {
 		{"static mount read-only", slices.Contains(mount("/static").Options, "ro")},
 		{"writable mount noexec", slices.Contains(mount("/run/e2sgate/purchasing").Options, "rw") && slices.Contains(mount("/run/e2sgate/purchasing").Options, "noexec")},
 		{"memory limit", *sp.Linux.Resources.Memory.Limit == 64<<20 && *sp.Linux.Resources.Memory.Swap == 64<<20},
-		{"pids default", sp.Linux.Resources.Pids.Limit == DefaultPids},
+		{"pids default", *sp.Linux.Resources.Pids.Limit == DefaultPids},
 		{"cpu default", *sp.Linux.Resources.CPU.Quota == 100000},
 		{"masks /proc/kcore", slices.Contains(sp.Linux.MaskedPaths, "/proc/kcore")},
 		{"/proc/sys read-only", slices.Contains(sp.Linux.ReadonlyPaths, "/proc/sys")},
