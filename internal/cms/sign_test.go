@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -370,6 +371,10 @@ func TestSignOptionsVariants(t *testing.T) {
 		{"subject key identifier", p.ids["rsa"], SignOptions{SubjectKeyID: true, PSS: true}, VerifyOptions{Roots: p.roots}},
 		{"no signed attributes", p.ids["p384"], SignOptions{NoSignedAttributes: true, Hash: crypto.SHA384}, VerifyOptions{Roots: p.roots}},
 		{"skip trust of an unknown root", p.other, SignOptions{}, VerifyOptions{SkipTrust: true}},
+		{"opaque crypto.Signer (RSA-PSS)", &testIdentity{key: opaqueSigner{p.ids["rsa"].key}, chain: p.ids["rsa"].chain},
+			SignOptions{PSS: true, Hash: crypto.SHA512}, VerifyOptions{Roots: p.roots}},
+		{"opaque crypto.Signer (ECDSA)", &testIdentity{key: opaqueSigner{p.ids["p384"].key}, chain: p.ids["p384"].chain},
+			SignOptions{}, VerifyOptions{Roots: p.roots}},
 		{"signing time kept", p.ids["p256"], SignOptions{SigningTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, VerifyOptions{Roots: p.roots}},
 	}
 	for _, tt := range tests {
@@ -398,4 +403,12 @@ func TestSignOptionsVariants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// opaqueSigner hides the concrete key type, as a token key would.
+type opaqueSigner struct{ k crypto.Signer }
+
+func (o opaqueSigner) Public() crypto.PublicKey { return o.k.Public() }
+func (o opaqueSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return o.k.Sign(r, digest, opts)
 }
