@@ -170,6 +170,12 @@ func TestAppliance(t *testing.T) {
 		}
 	})
 
+	t.Run("lowered confinement is audited", func(t *testing.T) {
+		a.audited(func(r auditlog.Record) bool {
+			return r.Caller == "supervisor" && r.Reason == "sup.confinement_lowered"
+		})
+	})
+
 	t.Run("thin compartments answer through the gate", func(t *testing.T) {
 		for _, p := range []string{"/cgi-bin/payment/health", "/cgi-bin/inside/health"} {
 			if resp, body := a.do("GET", p, "", nil); resp.StatusCode != 200 {

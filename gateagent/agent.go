@@ -183,6 +183,16 @@ func (a *Agent) decide(ctx context.Context, call *callpb.Call, rec *auditlog.Rec
 	return reg, d, nil
 }
 
+// Record audits an event reported by the supervisor (a kernel layer's
+// denial, lowered confinement): the gate agent is the one audit writer.
+func (a *Agent) Record(e Event) {
+	rec := auditlog.Record{Time: time.Now().UTC(), ReqID: newReqID(), Caller: e.Compartment,
+		Script: e.Kind, Decision: e.Decision, Reason: e.Reason, Detail: e.Detail}
+	if err := a.audit.Append(rec); err != nil {
+		a.log.Error("audit log unwritable", "compartment", e.Compartment, "event", e.Kind, "error", err)
+	}
+}
+
 // deny answers with a status, a reason id the operator can look up and a
 // short text; nothing of the inner error crosses the boundary.
 func deny(call *callpb.Call, status int, reason, msg string) *callpb.Response {

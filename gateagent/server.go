@@ -40,12 +40,29 @@ type CompartmentConfig struct {
 	GateSocket string `json:"gate_socket"` // the listener that names this caller
 }
 
-// Attachment is a control message from the supervisor: a compartment's
-// plugin is up at Addr (Pid), or is gone (Addr empty).
+// Control is one message from the supervisor on the gate agent's stdin.
+type Control struct {
+	Attach *Attachment `json:"attach,omitempty"`
+	Event  *Event      `json:"event,omitempty"`
+}
+
+// Attachment: a compartment's plugin is up at Addr (Pid), or is gone (Addr
+// empty).
 type Attachment struct {
 	Name string `json:"name"`
 	Addr string `json:"addr"`
 	Pid  int    `json:"pid"`
+}
+
+// Event is something below the gate agent that the audit log must hold: a
+// kernel layer's denial (cgroup BPF, nftables) or a supervisor decision
+// such as lowered confinement. The gate agent writes it as a record.
+type Event struct {
+	Compartment string `json:"compartment"`
+	Kind        string `json:"kind"`   // e.g. "kernel/connect4", "supervisor/confinement"
+	Reason      string `json:"reason"` // a reason id from reasons.yaml
+	Decision    string `json:"decision"`
+	Detail      string `json:"detail"`
 }
 
 // LoadPolicySet loads registry and policy from dir (or the embedded set).
@@ -124,12 +141,17 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader) e
 		defer close(atts)
 		sc := bufio.NewScanner(control)
 		for sc.Scan() {
-			var a Attachment
-			if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
+			var m Control
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 				log.Error("bad control message", "error", err)
 				continue
 			}
-			atts <- a
+			if m.Event != nil {
+				agent.Record(*m.Event)
+			}
+			if m.Attach != nil {
+				atts <- *m.Attach
+			}
 		}
 	}()
 	clients := map[string]*plugin.Client{}

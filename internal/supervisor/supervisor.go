@@ -86,6 +86,7 @@ type Supervisor struct {
 	mu       sync.Mutex
 	gateIn   io.Writer // control pipe of the running gate agent, or nil
 	attached map[string]gateagent.Attachment
+	pending  []gateagent.Event // to audit once a gate agent runs
 	status   Status
 }
 
@@ -141,7 +142,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.status.URL = "https://" + s.webAddr.String() + "/"
 
 	if s.cfg.Confinement == "lowered" {
-		s.log.Warn("CONFINEMENT LOWERED: compartments run without the kernel confinement layers", "runtime", s.rt.Name())
+		s.log.Warn("CONFINEMENT LOWERED: compartments may run without every kernel confinement layer", "runtime", s.rt.Name())
+		s.audit(gateagent.Event{Compartment: "supervisor", Kind: "supervisor/confinement", Decision: "lowered",
+			Reason: "sup.confinement_lowered", Detail: "runtime " + s.rt.Name()})
 	}
 
 	var wg sync.WaitGroup
@@ -273,9 +276,15 @@ func (s *Supervisor) runGate(ctx context.Context) error {
 	_, err = in.Write(append(first, '\n'))
 	for _, a := range s.attached {
 		if err == nil {
-			err = writeJSONLine(in, a)
+			err = writeJSONLine(in, gateagent.Control{Attach: &a})
 		}
 	}
+	for _, e := range s.pending {
+		if err == nil {
+			err = writeJSONLine(in, gateagent.Control{Event: &e})
+		}
+	}
+	s.pending = nil
 	s.gateIn = in
 	s.status.GatePid = cmd.Process.Pid
 	s.mu.Unlock()
@@ -324,10 +333,27 @@ func (s *Supervisor) tellGate(a gateagent.Attachment) {
 	} else {
 		s.attached[a.Name] = a
 	}
-	if s.gateIn != nil {
-		if err := writeJSONLine(s.gateIn, a); err != nil {
-			s.log.Error("tell gate agent", "compartment", a.Name, "error", err)
-		}
+	s.sendLocked(gateagent.Control{Attach: &a})
+}
+
+// audit has the gate agent write e to the audit log; events that happen
+// while no gate agent runs are queued and sent when one starts.
+func (s *Supervisor) audit(e gateagent.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gateIn == nil {
+		s.pending = append(s.pending, e)
+		return
+	}
+	s.sendLocked(gateagent.Control{Event: &e})
+}
+
+func (s *Supervisor) sendLocked(m gateagent.Control) {
+	if s.gateIn == nil {
+		return
+	}
+	if err := writeJSONLine(s.gateIn, m); err != nil {
+		s.log.Error("tell gate agent", "error", err)
 	}
 }
 
