@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,8 +17,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/e2sgate/e2sgate/images"
 )
 
 // Runc runs each compartment as an OCI container with the runc binary.
@@ -104,15 +101,11 @@ func (r *Runc) paths(name string) runcPaths {
 
 // Start confines and starts compartment s. On error nothing is left behind.
 func (r *Runc) Start(ctx context.Context, s Spec) (_ Process, err error) {
-	if err := s.validate(r.rootHostID()); err != nil {
+	pp, err := r.newPrepared(s)
+	if err != nil {
 		return nil, err
 	}
-	if s.Network.Mode == NetVeth && r.Net == nil {
-		return nil, fmt.Errorf("start %s: %w", s.Name, ErrNoNetAttacher)
-	}
-	log := r.log().With("compartment", s.Name)
-	p := &runcProcess{r: r, spec: s, paths: r.paths(s.Name), log: log, done: make(chan struct{})}
-
+	p := &runcProcess{prepared: pp, done: make(chan struct{})}
 	// A previous supervisor may have died with this compartment running.
 	p.cleanup()
 	defer func() {
@@ -120,61 +113,8 @@ func (r *Runc) Start(ctx context.Context, s Spec) (_ Process, err error) {
 			p.cleanup()
 		}
 	}()
-
-	rootfs := s.Rootfs
-	if rootfs == "" {
-		if r.ImageDir == "" {
-			return nil, fmt.Errorf("start %s: %w: no Rootfs and no ImageDir", s.Name, ErrInvalidSpec)
-		}
-		if rootfs, err = images.Build(r.ImageDir, s.Name, s.Binary); err != nil {
-			return nil, fmt.Errorf("start %s: %w", s.Name, err)
-		}
-	}
-	if rootfs, err = filepath.Abs(rootfs); err != nil {
-		return nil, fmt.Errorf("start %s: %w", s.Name, err)
-	}
-	if err := mountPoints(rootfs, s.Mounts); err != nil {
-		return nil, fmt.Errorf("start %s: %w", s.Name, err)
-	}
-	for _, d := range []string{p.paths.root, p.paths.bundle, filepath.Dir(p.paths.netns)} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("start %s: %w", s.Name, err)
-		}
-	}
-
-	// Network: the namespace exists, configured, before the program does.
-	if err := newNetns(p.paths.netns, s.Network.Mode != NetNone); err != nil {
-		return nil, fmt.Errorf("start %s: %w", s.Name, err)
-	}
-	p.netnsMade = true
-	mounts, err := cgroupMounts()
-	if err != nil {
-		return nil, fmt.Errorf("start %s: cgroups: %w", s.Name, err)
-	}
-	p.cgroupV2 = cgroupV2Dir(mounts, p.paths.cgroups)
-	if r.Net != nil {
-		if p.cgroupV2 == "" {
-			return nil, fmt.Errorf("start %s: %w: no cgroup2 hierarchy for the BPF hooks", s.Name, ErrLayerMissing)
-		}
-		if err := os.MkdirAll(p.cgroupV2, 0o755); err != nil {
-			return nil, fmt.Errorf("start %s: %w", s.Name, err)
-		}
-		p.attached = true
-		if err := r.Net.Attach(ctx, p.attachment()); err != nil {
-			return nil, fmt.Errorf("start %s: network: %w", s.Name, err)
-		}
-	}
-
-	spec, err := ociSpec(s, ociOptions{Rootfs: rootfs, NetnsPath: p.paths.netns, CgroupsPath: p.paths.cgroups, RootHostID: r.rootHostID()})
-	if err != nil {
+	if err := pp.setup(ctx); err != nil {
 		return nil, err
-	}
-	b, err := json.MarshalIndent(spec, "", "\t")
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", s.Name, err)
-	}
-	if err := os.WriteFile(filepath.Join(p.paths.bundle, "config.json"), b, 0o600); err != nil {
-		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
 
 	args := []string{"--root", p.paths.root, "run", "--bundle", p.paths.bundle, "--pid-file", p.paths.pidFile}
@@ -210,7 +150,7 @@ func (r *Runc) Start(ctx context.Context, s Spec) (_ Process, err error) {
 		<-p.done
 		return nil, fmt.Errorf("start %s: %w: %w", s.Name, ErrStart, err)
 	}
-	log.Debug("compartment started", "pid", p.pid, "id", p.paths.id)
+	p.log.Debug("compartment started", "pid", p.pid, "id", p.paths.id)
 	return p, nil
 }
 
@@ -242,10 +182,7 @@ func mountPoints(rootfs string, ms []Mount) error {
 }
 
 type runcProcess struct {
-	r     *Runc
-	spec  Spec
-	paths runcPaths
-	log   *slog.Logger
+	*prepared
 
 	cmd        *exec.Cmd
 	pid        int
@@ -254,14 +191,8 @@ type runcProcess struct {
 	done       chan struct{}
 	waitErr    error
 
-	netnsMade, attached bool
-	cgroupV2            string
-	closeOnce           sync.Once
-	closeErr            error
-}
-
-func (p *runcProcess) attachment() NetAttachment {
-	return NetAttachment{Spec: p.spec, NetnsPath: p.paths.netns, CgroupV2: p.cgroupV2}
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // awaitPid waits for runc to write the program's host pid.
@@ -313,19 +244,7 @@ func (p *runcProcess) Signal(sig os.Signal) error {
 }
 
 // Layers lists the confinement this runtime enforced for the compartment.
-func (p *runcProcess) Layers() []string {
-	l := []string{"userns", "pidns", "mntns", "ipcns", "utsns", "netns", "cgroupns",
-		"uid:" + strconv.Itoa(int(p.spec.UID)), "readonly-root", "no-caps", "no-new-privs",
-		"seccomp", "cgroup-limits", "landlock-rules", "net:" + string(p.spec.Network.Mode)}
-	if p.attached {
-		if la, ok := p.r.Net.(interface{ Layers() []string }); ok {
-			l = append(l, la.Layers()...)
-		} else {
-			l = append(l, "net-attacher")
-		}
-	}
-	return l
-}
+func (p *runcProcess) Layers() []string { return append(p.layers(), "runtime:runc") }
 
 // Close kills the program if it still runs and removes the container, its
 // state, bundle, network namespace and cgroup directories.
@@ -349,33 +268,20 @@ func (p *runcProcess) Close() error {
 
 // cleanup removes whatever Start may have created for this compartment.
 func (p *runcProcess) cleanup() error {
-	var errs []error
 	t0 := time.Now()
-	defer func() { p.log.Debug("compartment cleaned up", "took", time.Since(t0)) }()
+	var errs []error
 	if _, err := os.Stat(filepath.Join(p.paths.root, p.paths.id)); err == nil {
-		out, err := exec.Command(p.r.binary(), "--root", p.paths.root, "delete", "--force", p.paths.id).CombinedOutput()
+		out, err := exec.Command(p.cfg.binary(), "--root", p.paths.root, "delete", "--force", p.paths.id).CombinedOutput()
 		if err != nil && !bytes.Contains(out, []byte("does not exist")) {
 			errs = append(errs, fmt.Errorf("runc delete %s: %w: %s", p.paths.id, err, bytes.TrimSpace(out)))
 		}
 	}
-	if p.r.Net != nil {
-		if err := p.r.Net.Detach(p.attachment()); err != nil {
-			errs = append(errs, fmt.Errorf("network detach: %w", err))
-		}
-	}
-	if err := removeNetns(p.paths.netns); err != nil {
-		errs = append(errs, err)
-	}
-	if err := removeCgroups(p.paths.cgroups); err != nil {
-		errs = append(errs, err)
-	}
-	if err := os.RemoveAll(p.paths.bundle); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, p.release())
 	if err := errors.Join(errs...); err != nil {
 		p.log.Warn("compartment cleanup", "err", err)
 		return fmt.Errorf("close %s: %w", p.spec.Name, err)
 	}
+	p.log.Debug("compartment cleaned up", "took", time.Since(t0))
 	return nil
 }
 
