@@ -667,3 +667,35 @@ func TestConnectCost(t *testing.T) {
 	p, g := median(per[plain]), median(per[guarded])
 	t.Logf("allowed UDP connect+send+close, median of %d: %v unguarded, %v guarded (%+v per connect, 1000-entry allowlist)", rounds, p, g, g-p)
 }
+
+// TestCgroupOutlivesSupervisor: the programs stay in force without the
+// process that attached them (what a supervisor crash leaves), and the
+// runtime's clean-up (removing the cgroup directory) still works with them
+// attached; a late Close then succeeds too.
+func TestCgroupOutlivesSupervisor(t *testing.T) {
+	requireRoot(t)
+	root, err := Cgroup2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp(root, "e2st-bpfguard-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(dir)
+	g, err := Attach(dir, PolicyFor("outside", sandbox.Network{Mode: sandbox.NetNone}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Drop every user-space reference but the cgroup fd: the programs are
+	// held by the cgroup alone, as after a crash.
+	g.objs.Close()
+	rep := netnstest.Run(t, netnstest.Options{Cgroup: dir}, netnstest.Probe{Kind: netnstest.Inet})
+	if rep.Results[0].Errno != "EPERM" {
+		t.Errorf("inet socket after the loader let go: %q, want EPERM", rep.Results[0].Err)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatalf("remove cgroup with programs attached: %v", err)
+	}
+	g.Close() // may report the detach of a removed cgroup; must not hang
+}
