@@ -532,10 +532,17 @@ func parseEnvelope(der []byte) (*envelope, error) {
 // KeyAgreer, *ecdh.PrivateKey or *ecdsa.PrivateKey for ECDH. cert is the
 // recipient's certificate, used to pick its RecipientInfo; it may be nil for
 // RSA keys, in which case every key-transport RecipientInfo is tried.
+//
+// The encrypted content must be id-data; nested messages (a signature
+// inside, as Protect writes) are refused with ErrUnexpectedContentType so
+// that their inner structure is never mistaken for the document: use Open.
 func Decrypt(der []byte, cert *x509.Certificate, key crypto.PrivateKey) ([]byte, error) {
-	_, content, err := decrypt(der, cert, key)
+	ct, content, err := decrypt(der, cert, key)
 	if err != nil {
 		return nil, fmt.Errorf("decrypt: %w", err)
+	}
+	if !ct.Equal(oidData) {
+		return nil, fmt.Errorf("decrypt: %w: encrypted %v; use Open", ErrUnexpectedContentType, ct)
 	}
 	return content, nil
 }

@@ -257,6 +257,13 @@ func TestDecryptFailures(t *testing.T) {
 			}
 			return der
 		}, ecID.cert(), ecID.key, ErrUnexpectedContentType},
+		{"nested message needs Open", func(t *testing.T) []byte {
+			der, err := Protect(testContent, ecID.key, ecID.chain, []*x509.Certificate{rsaID.cert()}, ProtectOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return der
+		}, rsaID.cert(), rsaID.key, ErrUnexpectedContentType},
 		{"truncated", func(t *testing.T) []byte {
 			der := enc(t, AES256GCM, rsaID)
 			return der[:len(der)-3]
