@@ -109,11 +109,11 @@ func (sd *signedData) verify(opts VerifyOptions) (*Signed, error) {
 	}
 	embedded := make([]*x509.Certificate, 0, len(sd.certs))
 	for _, raw := range sd.certs {
-		c, err := x509.ParseCertificate(raw)
-		if err != nil {
-			return nil, fmt.Errorf("%w: embedded certificate: %v", ErrMalformed, err)
+		// A certificate Go cannot parse is skipped: it can neither sign
+		// nor anchor trust, and a signer that needed it is then not found.
+		if c, err := x509.ParseCertificate(raw); err == nil {
+			embedded = append(embedded, c)
 		}
-		embedded = append(embedded, c)
 	}
 	now := opts.CurrentTime
 	if now.IsZero() {
