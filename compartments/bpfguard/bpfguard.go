@@ -69,6 +69,10 @@ type Event struct {
 	UID         int        // in the host's user namespace
 	Comm        string
 	Lost        uint64 // KindLost only
+	// BPF LSM kinds only: the target's pid (ptrace, kill) or inode
+	// (file_open), and the compartment whose label it carries.
+	Target uint64
+	Object string
 }
 
 // String renders the event for logs.
@@ -76,10 +80,28 @@ func (e Event) String() string {
 	if e.Kind == KindLost {
 		return fmt.Sprintf("%s: %d denials not reported", e.Compartment, e.Lost)
 	}
+	if e.Object != "" || e.Target != 0 {
+		return fmt.Sprintf("%s: %s target=%d of %s pid=%d comm=%s", e.Compartment, e.Kind, e.Target, e.Object, e.Pid, e.Comm)
+	}
 	if e.Kind == KindSockCreate {
 		return fmt.Sprintf("%s: %s family=%d type=%d protocol=%d pid=%d comm=%s", e.Compartment, e.Kind, e.Family, e.Type, e.Protocol, e.Pid, e.Comm)
 	}
 	return fmt.Sprintf("%s: %s %s pid=%d comm=%s", e.Compartment, e.Kind, netip.AddrPortFrom(e.Addr, e.Port), e.Pid, e.Comm)
+}
+
+// Reason is the audit reason id of the event: "kernel.connect_denied",
+// "kernel.socket_denied", "kernel.access_denied" (BPF LSM) or
+// "kernel.events_lost".
+func (e Event) Reason() string {
+	switch e.Kind {
+	case KindConnect4, KindConnect6, KindSendmsg4, KindSendmsg6:
+		return "kernel.connect_denied"
+	case KindSockCreate:
+		return "kernel.socket_denied"
+	case KindLost:
+		return "kernel.events_lost"
+	}
+	return "kernel.access_denied"
 }
 
 // Policy is what one compartment's sockets may do.

@@ -11,8 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -698,4 +700,89 @@ func TestCgroupOutlivesSupervisor(t *testing.T) {
 		t.Fatalf("remove cgroup with programs attached: %v", err)
 	}
 	g.Close() // may report the detach of a removed cgroup; must not hang
+}
+
+// TestLSMRefusedHere pins how the optional layer fails on a kernel that
+// refuses BPF LSM programs: with ErrLSMUnavailable, after the programs were
+// relocated against the kernel's BTF (so the refusal is the kernel's, not a
+// mismatch of lsm.c with the kernel), and leaking nothing.
+func TestLSMRefusedHere(t *testing.T) {
+	requireRoot(t)
+	l, err := AttachLSM(nil)
+	if err == nil {
+		t.Log("this kernel loads BPF LSM programs: TestLSMLabels checks them")
+		l.Close()
+		return
+	}
+	if !errors.Is(err, ErrLSMUnavailable) {
+		t.Fatalf("AttachLSM: %v, want ErrLSMUnavailable", err)
+	}
+	t.Logf("BPF LSM layer unavailable: %v", err)
+}
+
+// TestLSMLabels checks the optional layer where the kernel loads it: a
+// task of one label can neither signal a task of another nor open its
+// labelled files; within a label both work; each denial is an event.
+func TestLSMLabels(t *testing.T) {
+	requireRoot(t)
+	if err := LSMAvailable(); err != nil {
+		t.Skipf("kernel refuses BPF LSM programs, the optional layer cannot run here: %v", err)
+	}
+	c := &collector{}
+	l, err := AttachLSM(c.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	payment, keyhandler := testCgroup(t), testCgroup(t)
+	if err := l.LabelCgroup("payment", 1, payment); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.LabelCgroup("keyhandler", 2, keyhandler); err != nil {
+		t.Fatal(err)
+	}
+	keys := t.TempDir()
+	if err := os.WriteFile(filepath.Join(keys, "merchant.key"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.LabelFiles(2, keys); err != nil {
+		t.Fatal(err)
+	}
+	// The victim: a keyhandler process.
+	cg, err := os.Open(keyhandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := exec.Command("sleep", "30")
+	victim.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cg.Close()
+	defer func() { victim.Process.Kill(); victim.Wait() }()
+	pid := strconv.Itoa(victim.Process.Pid)
+	key := filepath.Join(keys, "merchant.key")
+
+	for _, tc := range []struct {
+		cgroup  string
+		allowed bool
+	}{{payment, false}, {keyhandler, true}} {
+		rep := netnstest.Run(t, netnstest.Options{Cgroup: tc.cgroup},
+			netnstest.Probe{Kind: netnstest.Signal, Addr: pid}, netnstest.Probe{Kind: netnstest.Open, Addr: key})
+		for _, r := range rep.Results {
+			if r.OK() != tc.allowed {
+				t.Errorf("%s %s from %s: ok=%v (%s), want %v", r.Probe.Kind, r.Probe.Addr, tc.cgroup, r.OK(), r.Err, tc.allowed)
+			}
+		}
+	}
+	evs := c.wait(2)
+	kinds := map[Kind]bool{}
+	for _, e := range evs {
+		if e.Compartment == "payment" && e.Object == "keyhandler" {
+			kinds[e.Kind] = true
+		}
+	}
+	if !kinds[KindKill] || !kinds[KindFileOpen] {
+		t.Errorf("events %v lack a payment->keyhandler kill and file_open", evs)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,6 +52,9 @@ const (
 	Unix    Kind = "unix"    // socket(AF_UNIX, SOCK_STREAM, 0)
 	Netlink Kind = "netlink" // socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE)
 	Accept  Kind = "accept"  // accept one connection on fd 3 and answer "ok"
+	// Beyond the network, for the BPF LSM layer:
+	Signal Kind = "signal" // kill(Addr, 0), Addr a pid
+	Open   Kind = "open"   // open(Addr) read-only
 )
 
 // Probe is one attempt.
@@ -223,6 +227,18 @@ func attempt(p Probe) error {
 		return socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	case Netlink:
 		return socket(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE)
+	case Signal:
+		pid, err := strconv.Atoi(p.Addr)
+		if err != nil {
+			return err
+		}
+		return os.NewSyscallError("kill", unix.Kill(pid, 0))
+	case Open:
+		f, err := os.Open(p.Addr)
+		if err != nil {
+			return err
+		}
+		return f.Close()
 	case Accept:
 		l, err := net.FileListener(os.NewFile(3, "listener"))
 		if err != nil {
