@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,9 +24,20 @@ import (
 const basket = `{"items":[{"sku":"LIC-STD","qty":2},{"sku":"DOC-SPEC","qty":1}]}`
 
 // The whole slice through real processes: static content, catalogue,
-// signed offer, durable order, denials, a killed compartment.
+// signed offer, durable order, denials, a killed compartment — confined in
+// runc sandboxes (every kernel layer required), and on the unconfined exec
+// baseline.
 func TestAppliance(t *testing.T) {
-	a := startAppliance(t, "")
+	for _, rt := range []struct{ name, config string }{
+		{"runc", "runtime: runc\nconfinement: required\n"},
+		{"exec", "runtime: exec\nconfinement: lowered\n"},
+	} {
+		t.Run(rt.name, func(t *testing.T) { testAppliance(t, rt.name, rt.config) })
+	}
+}
+
+func testAppliance(t *testing.T, runtime, config string) {
+	a := startAppliance(t, config)
 
 	t.Run("static page", func(t *testing.T) {
 		resp, body := a.do("GET", "/", "", nil)
@@ -170,10 +182,27 @@ func TestAppliance(t *testing.T) {
 		}
 	})
 
-	t.Run("lowered confinement is audited", func(t *testing.T) {
-		a.audited(func(r auditlog.Record) bool {
-			return r.Caller == "supervisor" && r.Reason == "sup.confinement_lowered"
-		})
+	t.Run("confinement layers", func(t *testing.T) {
+		st, _ := a.status()
+		if runtime == "exec" {
+			if st.Confinement != "lowered" {
+				t.Fatalf("exec runtime with confinement %q", st.Confinement)
+			}
+			a.audited(func(r auditlog.Record) bool {
+				return r.Caller == "supervisor" && r.Reason == "sup.confinement_lowered"
+			})
+			return
+		}
+		for n, c := range st.Compartments {
+			for _, layer := range []string{"namespaces", "userns", "seccomp", "landlock", "cgroups", "cgroup-bpf"} {
+				if !slices.Contains(c.Layers, layer) {
+					t.Errorf("%s: layer %s not enforced (have %v)", n, layer, c.Layers)
+				}
+			}
+		}
+		if !slices.Contains(st.Compartments["inside"].Layers, "nftables") {
+			t.Errorf("inside: no nftables layer (have %v)", st.Compartments["inside"].Layers)
+		}
 	})
 
 	t.Run("thin compartments answer through the gate", func(t *testing.T) {

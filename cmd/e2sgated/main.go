@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/gateagent"
 	"github.com/e2sgate/e2sgate/internal/config"
 	"github.com/e2sgate/e2sgate/internal/supervisor"
@@ -48,23 +47,21 @@ func run(ctx context.Context, log *slog.Logger) error {
 		fmt.Println("configuration ok")
 		return nil
 	}
-	rt, err := runtimeFor(cfg)
+	var s *supervisor.Supervisor
+	rt, closeRT, err := runtimeFor(cfg, log, func(e gateagent.Event) { s.Audit(e) })
 	if err != nil {
 		return err
 	}
-	s, err := supervisor.New(cfg, log, rt)
+	defer func() {
+		if err := closeRT(); err != nil {
+			log.Error("runtime clean-up", "error", err)
+		}
+	}()
+	s, err = supervisor.New(cfg, log, rt)
 	if err != nil {
 		return err
 	}
 	return s.Run(ctx)
-}
-
-func runtimeFor(cfg *config.Config) (sandbox.Runtime, error) {
-	switch cfg.Runtime {
-	case "exec":
-		return sandbox.Exec{}, nil
-	}
-	return nil, fmt.Errorf("runtime %q is not built into this e2sgated", cfg.Runtime)
 }
 
 // runGate is the gate agent process: its config is the first line on

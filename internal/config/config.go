@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -35,6 +36,7 @@ type Config struct {
 	// "lowered" starts anyway and says so loudly in the log and audit.
 	Confinement  string       `yaml:"confinement"`
 	Restart      Restart      `yaml:"restart"`
+	Internal     Internal     `yaml:"internal_network"`
 	Outside      Outside      `yaml:"outside"`
 	Compartments Compartments `yaml:"compartments"`
 }
@@ -63,6 +65,13 @@ type Restart struct {
 	MaxBackoff     time.Duration `yaml:"max_backoff"`
 	MaxCrashes     int           `yaml:"max_crashes"` // within Window, then the compartment is marked failed
 	Window         time.Duration `yaml:"window"`
+}
+
+// Internal is the internal network the inside compartment is attached to
+// (a veth into a namespace of its own, never the host's).
+type Internal struct {
+	InsideAddress string   `yaml:"inside_address"` // the inside compartment's address, CIDR
+	Allow         []string `yaml:"allow"`          // host:port endpoints inside may connect to; all else dropped
 }
 
 // Compartment is one compartment's section.
@@ -98,6 +107,7 @@ func Default() *Config {
 		DataDir:     "/var/lib/e2sgate",
 		Runtime:     "exec",
 		Confinement: "lowered",
+		Internal:    Internal{InsideAddress: "10.77.0.2/24"},
 		Restart:     Restart{InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxCrashes: 5, Window: time.Minute},
 		Outside:     Outside{MaxBody: 1 << 20, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, CallTimeout: 20 * time.Second},
 		Compartments: Compartments{
@@ -167,6 +177,14 @@ func (c *Config) Validate() error {
 	r := c.Restart
 	if r.InitialBackoff <= 0 || r.MaxBackoff < r.InitialBackoff || r.MaxCrashes < 1 || r.Window <= 0 {
 		return invalid("restart", "need 0 < initial_backoff <= max_backoff, max_crashes >= 1, window > 0")
+	}
+	if _, err := netip.ParsePrefix(c.Internal.InsideAddress); err != nil {
+		return invalid("internal_network.inside_address", "%q is not an address/prefix such as 10.77.0.2/24", c.Internal.InsideAddress)
+	}
+	for _, a := range c.Internal.Allow {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			return invalid("internal_network.allow", "%q is not ip:port", a)
+		}
 	}
 	o := c.Outside
 	if o.MaxBody <= 0 || o.MaxBody > 64<<20 {

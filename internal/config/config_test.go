@@ -36,6 +36,9 @@ func TestParse(t *testing.T) {
 		{"huge body", "outside:\n  max_body: 999999999999\n", "outside.max_body"},
 		{"cert without key", "outside:\n  tls_cert: /x.pem\n", "outside.tls_cert"},
 		{"not yaml", "listen: [\n", "invalid configuration"},
+		{"bad inside address", "internal_network:\n  inside_address: 10.77.0.2\n", "internal_network.inside_address"},
+		{"bad allow", "internal_network:\n  allow: [backoffice]\n", "internal_network.allow"},
+		{"allow ok", "internal_network:\n  allow: [10.77.0.10:8080]\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

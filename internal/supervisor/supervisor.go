@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -471,10 +472,13 @@ func (s *Supervisor) start(ctx context.Context, name string) (sandbox.Process, s
 		Limits:  sandbox.Limits{MemoryBytes: c.MemoryMB << 20, Pids: c.Pids, CPUPercent: c.CPU},
 		Stderr:  os.Stderr,
 	}
-	if name == "outside" {
+	switch name {
+	case "outside":
 		spec.ExtraFiles = []*os.File{s.web}
 		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: s.static})
 		spec.Network.Mode = sandbox.NetNone
+	case "inside":
+		spec.Network = s.insideNetwork()
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -501,6 +505,21 @@ func (s *Supervisor) start(ctx context.Context, name string) (sandbox.Process, s
 	}()
 	return p, addr, nil
 }
+
+// insideNetwork is the inside compartment's veth and connect allowlist
+// (validated with the config).
+func (s *Supervisor) insideNetwork() sandbox.Network {
+	n := sandbox.Network{Mode: sandbox.NetVeth, Address: netip.MustParsePrefix(s.cfg.Internal.InsideAddress)}
+	for _, a := range s.cfg.Internal.Allow {
+		ap := netip.MustParseAddrPort(a)
+		n.Allow = append(n.Allow, sandbox.Endpoint{Prefix: netip.PrefixFrom(ap.Addr(), ap.Addr().BitLen()), Port: ap.Port()})
+	}
+	return n
+}
+
+// Audit has the gate agent (the one audit writer) record an event seen
+// below it, e.g. a kernel layer's denial.
+func (s *Supervisor) Audit(e gateagent.Event) { s.audit(e) }
 
 // readHandshake reads go-plugin's "CORE|APP|unix|ADDR|grpc|..." line.
 func readHandshake(r *os.File, timeout time.Duration) (string, error) {

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/e2sgate/e2sgate/compartments/bpfguard"
+	"github.com/e2sgate/e2sgate/compartments/netns"
+	"github.com/e2sgate/e2sgate/compartments/netns/netattach"
+	"github.com/e2sgate/e2sgate/compartments/sandbox"
+	"github.com/e2sgate/e2sgate/gateagent"
+	"github.com/e2sgate/e2sgate/internal/config"
+)
+
+// errConfinement: a required confinement layer is missing.
+var errConfinement = errors.New("confinement layer missing")
+
+// runtimeFor builds the configured sandbox runtime. For runc it first
+// checks every kernel layer and refuses to start when one is missing,
+// unless the config lowers the requirement (then it only warns). audit
+// receives the kernel layers' denials; close releases the runtime.
+func runtimeFor(cfg *config.Config, log *slog.Logger, audit func(gateagent.Event)) (rt sandbox.Runtime, close func() error, err error) {
+	switch cfg.Runtime {
+	case "exec":
+		return sandbox.Exec{}, func() error { return nil }, nil
+	case "runc":
+		report := sandbox.Check()
+		for _, l := range report {
+			if l.Err != nil {
+				log.Warn("confinement layer missing", "layer", l.Layer, "error", l.Err)
+			} else {
+				log.Info("confinement layer present", "layer", l.Layer, "detail", l.Detail)
+			}
+		}
+		if err := report.Err(); err != nil && cfg.Confinement == "required" {
+			return nil, nil, fmt.Errorf("%w: %v; fix the host (see README) or set confinement: lowered in the config", errConfinement, err)
+		}
+		host := netns.New(netns.Config{Logger: log})
+		onDeny := func(e bpfguard.Event) {
+			reason := "krn.connect"
+			if e.Kind == bpfguard.KindSockCreate {
+				reason = "krn.socket"
+			}
+			audit(gateagent.Event{Compartment: e.Compartment, Kind: "kernel/" + string(e.Kind), Decision: "deny", Reason: reason, Detail: e.String()})
+		}
+		r := &sandbox.Runc{
+			StateDir: cfg.RunDir,
+			ImageDir: filepath.Join(cfg.RunDir, "images"),
+			Net:      netattach.New(host, onDeny, log),
+			Log:      log,
+		}
+		return r, host.Close, nil
+	}
+	return nil, nil, fmt.Errorf("runtime %q is not built into this e2sgated", cfg.Runtime)
+}
