@@ -16,6 +16,11 @@ import (
 // startVictim starts a probe in "sleep" mode and waits until it is ready.
 func startVictim(t *testing.T, r *Runc, s Spec) Process {
 	t.Helper()
+	return startVictimWith(t, r, s)
+}
+
+func startVictimWith(t *testing.T, r Runtime, s Spec) Process {
+	t.Helper()
 	pr, pw := io.Pipe()
 	s.Stdout = pw
 	s.Stderr = testWriter{t}

@@ -16,3 +16,11 @@ var (
 	// ErrStart: the runtime failed to start the compartment.
 	ErrStart = errors.New("sandbox: start failed")
 )
+
+var (
+	// ErrUnsupported: the runtime cannot provide what the Spec asks for
+	// (e.g. containerd cannot hand file descriptors to a task).
+	ErrUnsupported = errors.New("sandbox: not supported by this runtime")
+	// ErrExit: the program ended with a non-zero status.
+	ErrExit = errors.New("sandbox: program exited")
+)

@@ -86,12 +86,16 @@ func newTestRunc(t testing.TB) *Runc {
 	}
 	os.Chmod(dir, 0o755)
 	tag := filepath.Base(dir)
+	level := slog.LevelDebug
+	if _, bench := t.(*testing.B); bench {
+		level = slog.LevelInfo // keep benchmark output readable
+	}
 	r := &Runc{
 		StateDir:     filepath.Join(dir, "state"),
 		ImageDir:     filepath.Join(dir, "images"),
 		CgroupParent: "e2sgate-test-" + tag,
 		IDPrefix:     "t" + tag + "-",
-		Log:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Log:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})),
 	}
 	t.Cleanup(func() {
 		assertNoLeftovers(t, r)
@@ -162,6 +166,11 @@ func probeSpec(t testing.TB, name string, uid uint32, args ...string) Spec {
 // runProbe starts s, collects its JSON lines until it exits, and returns
 // them by name.
 func runProbe(t *testing.T, r *Runc, s Spec, timeout time.Duration) map[string]Result {
+	t.Helper()
+	return runProbeWith(t, r, s, timeout)
+}
+
+func runProbeWith(t *testing.T, r Runtime, s Spec, timeout time.Duration) map[string]Result {
 	t.Helper()
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer

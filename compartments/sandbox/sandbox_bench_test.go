@@ -12,7 +12,7 @@ import (
 // startToFirstLine starts s and returns how long until the program's first
 // stdout line arrived (it prints it right after landlock.RestrictSelf, so
 // this is "confined and running"), plus the process.
-func startToFirstLine(b *testing.B, r *Runc, s Spec) (time.Duration, Process) {
+func startToFirstLine(b *testing.B, r Runtime, s Spec) (time.Duration, Process) {
 	pr, pw := io.Pipe()
 	s.Stdout = pw
 	t0 := time.Now()
@@ -95,4 +95,25 @@ func BenchmarkRestart(b *testing.B) {
 	reportMedian(b, "restart", ds)
 	reportMedian(b, "restart-close", closes)
 	reportMedian(b, "restart-start", starts)
+}
+
+// BenchmarkStartContainerd: BenchmarkStart through a containerd daemon the
+// benchmark starts itself.
+func BenchmarkStartContainerd(b *testing.B) {
+	sock := startContainerdB(b)
+	c := &Containerd{Runc: *newTestRunc(b), Address: sock, Namespace: "e2sgate-bench"}
+	defer c.Close()
+	s := probeSpec(b, "purchasing", probeUID, "sleep")
+	var ds []time.Duration
+	for i := 0; i < max(b.N, 10); i++ {
+		d, p := startToFirstLine(b, c, s)
+		ds = append(ds, d)
+		b.StopTimer()
+		if err := p.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	reportMedian(b, "start", ds)
 }
