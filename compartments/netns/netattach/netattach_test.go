@@ -187,7 +187,7 @@ func listenIn(t *testing.T, ns *netns.Namespace, addr string) {
 
 // run starts the probe as compartment name in a real runc sandbox, waits
 // for its report and returns it with the program's host pid.
-func run(t *testing.T, e env, name string, uid uint32, n sandbox.Network, landlock bool, probes []netnstest.Probe) (netnstest.Report, int) {
+func run(t *testing.T, e env, name string, uid uint32, n sandbox.Network, landlock bool, probes []netnstest.Probe, files ...*os.File) (netnstest.Report, int) {
 	t.Helper()
 	orders, err := netnstest.Env(probes...)
 	if err != nil {
@@ -195,16 +195,17 @@ func run(t *testing.T, e env, name string, uid uint32, n sandbox.Network, landlo
 	}
 	var stdout, stderr bytes.Buffer
 	s := sandbox.Spec{
-		Name:    name,
-		Label:   "confidential:" + name,
-		Binary:  netprobe(t),
-		UID:     uid,
-		GID:     uid,
-		Env:     []string{orders},
-		Network: n,
-		Limits:  sandbox.Limits{MemoryBytes: 128 << 20, Pids: 64, CPUPercent: 50},
-		Stdout:  &stdout,
-		Stderr:  &stderr,
+		Name:       name,
+		Label:      "confidential:" + name,
+		Binary:     netprobe(t),
+		UID:        uid,
+		GID:        uid,
+		Env:        []string{orders},
+		Network:    n,
+		Limits:     sandbox.Limits{MemoryBytes: 128 << 20, Pids: 64, CPUPercent: 50},
+		Stdout:     &stdout,
+		Stderr:     &stderr,
+		ExtraFiles: files,
 	}
 	if !landlock {
 		s.Env = append(s.Env, "E2S_NETPROBE_LANDLOCK=0")
@@ -416,5 +417,52 @@ func TestDetachWithoutAttach(t *testing.T) {
 	a := New(netns.New(netns.Config{Prefix: "e2st-never-"}), nil, nil)
 	if err := a.Detach(sandbox.NetAttachment{NetnsPath: "/nonexistent"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOutsideServesHandedListener: the outside compartment, with no
+// interface and no right to create an IP socket, still serves on the
+// listening socket the supervisor bound and handed over.
+func TestOutsideServesHandedListener(t *testing.T) {
+	e := newEnv(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := l.(*net.TCPListener).File()
+	l.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make(chan string, 1)
+	go func() {
+		for i := 0; i < 200; i++ {
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				time.Sleep(25 * time.Millisecond)
+				continue
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			b := make([]byte, 2)
+			n, _ := c.Read(b)
+			c.Close()
+			got <- string(b[:n])
+			return
+		}
+		got <- ""
+	}()
+	rep, _ := run(t, e, "outside", 47110, sandbox.Network{Mode: sandbox.NetNone}, true, []netnstest.Probe{
+		{Kind: netnstest.Accept, Timeout: 5 * time.Second},
+		{Kind: netnstest.Inet},
+	}, f)
+	if r := rep.Results[0]; !r.OK() {
+		t.Errorf("accept on the handed listener: %s", r.Err)
+	}
+	if r := rep.Results[1]; r.OK() || r.Errno != "EPERM" {
+		t.Errorf("new IP socket: ok=%v %s, want EPERM", r.OK(), r.Err)
+	}
+	if s := <-got; s != "ok" {
+		t.Errorf("client got %q from outside, want ok", s)
 	}
 }
