@@ -194,7 +194,7 @@ func testAppliance(t *testing.T, runtime, config string) {
 			return
 		}
 		for n, c := range st.Compartments {
-			for _, layer := range []string{"namespaces", "userns", "seccomp", "landlock", "cgroups", "cgroup-bpf"} {
+			for _, layer := range []string{"userns", "pidns", "mntns", "ipcns", "utsns", "netns", "cgroupns", "readonly-root", "no-caps", "no-new-privs", "seccomp", "cgroup-limits", "landlock-rules", "cgroup-bpf"} {
 				if !slices.Contains(c.Layers, layer) {
 					t.Errorf("%s: layer %s not enforced (have %v)", n, layer, c.Layers)
 				}

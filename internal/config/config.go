@@ -31,7 +31,7 @@ type Config struct {
 	DataDir   string `yaml:"data_dir"`   // compartments' durable data and the audit log
 	BinDir    string `yaml:"bin_dir"`    // compartment programs; empty: beside e2sgated
 	PolicyDir string `yaml:"policy_dir"` // empty: the embedded policies
-	Runtime   string `yaml:"runtime"`    // sandbox runtime: exec (unconfined) or runc
+	Runtime   string `yaml:"runtime"`    // sandbox runtime: runc (default) or exec (unconfined)
 	// Confinement "required" refuses to start without every kernel layer;
 	// "lowered" starts anyway and says so loudly in the log and audit.
 	Confinement  string       `yaml:"confinement"`
@@ -105,8 +105,8 @@ func Default() *Config {
 		Listen:      "127.0.0.1:8443",
 		RunDir:      "/run/e2sgate",
 		DataDir:     "/var/lib/e2sgate",
-		Runtime:     "exec",
-		Confinement: "lowered",
+		Runtime:     "runc",
+		Confinement: "required",
 		Internal:    Internal{InsideAddress: "10.77.0.2/24"},
 		Restart:     Restart{InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxCrashes: 5, Window: time.Minute},
 		Outside:     Outside{MaxBody: 1 << 20, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, CallTimeout: 20 * time.Second},

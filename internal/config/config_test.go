@@ -28,7 +28,7 @@ func TestParse(t *testing.T) {
 		{"bad listen", "listen: nowhere\n", "listen"},
 		{"relative run dir", "run_dir: run\n", "run_dir"},
 		{"bad runtime", "runtime: docker\n", "runtime"},
-		{"exec cannot be required", "confinement: required\n", "runtime"},
+		{"exec cannot be required", "runtime: exec\nconfinement: required\n", "runtime"},
 		{"bad label", "compartments:\n  payment:\n    label: topsecret\n", "compartments.payment.label"},
 		{"root uid", "compartments:\n  payment:\n    uid: 0\n", "compartments.payment.uid"},
 		{"shared uid", "compartments:\n  payment:\n    uid: 64002\n", ".uid"},
