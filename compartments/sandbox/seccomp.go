@@ -27,7 +27,8 @@ import (
 //     capabilities inside it); clone3 gets ENOSYS (its flags live in memory
 //     seccomp cannot read), so libc and Go fall back to clone.
 //   - ioctl: only terminal queries and FIONREAD/FIONBIO/FIOCLEX: no TIOCSTI.
-//   - prctl: only no_new_privs, pdeathsig, name and dumpable queries.
+//   - prctl: only no_new_privs, pdeathsig, name, dumpable and seccomp
+//     queries, and naming anonymous mappings.
 var allowedSyscalls = []string{
 	// Go runtime: memory, threads, signals, time, scheduling.
 	"arch_prctl", "brk", "mmap", "munmap", "madvise", "mincore", "mremap",
@@ -112,7 +113,8 @@ func seccompProfile() *specs.LinuxSeccomp {
 			Args: []specs.LinuxSeccompArg{{Index: 1, Value: req, Op: specs.OpEqualTo}}})
 	}
 	for _, opt := range []uint64{unix.PR_SET_NO_NEW_PRIVS, unix.PR_GET_NO_NEW_PRIVS, unix.PR_SET_PDEATHSIG,
-		unix.PR_GET_PDEATHSIG, unix.PR_SET_NAME, unix.PR_GET_NAME, unix.PR_GET_DUMPABLE, unix.PR_GET_SECCOMP} {
+		unix.PR_GET_PDEATHSIG, unix.PR_SET_NAME, unix.PR_GET_NAME, unix.PR_GET_DUMPABLE, unix.PR_GET_SECCOMP,
+		unix.PR_SET_VMA /* Go names its anonymous mappings */} {
 		sc = append(sc, specs.LinuxSyscall{Names: []string{"prctl"}, Action: specs.ActAllow,
 			Args: []specs.LinuxSeccompArg{{Index: 0, Value: opt, Op: specs.OpEqualTo}}})
 	}
