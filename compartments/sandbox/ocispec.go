@@ -86,9 +86,15 @@ func ociSpec(s Spec, o ociOptions) (*specs.Spec, error) {
 		// Let the Go GC work hard before the kernel's OOM killer has to.
 		env = append(env, "GOMEMLIMIT="+strconv.FormatInt(mem/10*9, 10))
 	}
+	cpuPct := cmp.Or(s.Limits.CPUPercent, DefaultCPUPercent)
+	if !hasEnv(env, "GOMAXPROCS") {
+		// The program cannot see its cgroup (no /sys), so tell the Go
+		// scheduler how many cores the cpu limit gives it.
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, (cpuPct+99)/100)))
+	}
 	pids := cmp.Or(s.Limits.Pids, DefaultPids)
 	period := uint64(100000)
-	quota := int64(cmp.Or(s.Limits.CPUPercent, DefaultCPUPercent)) * int64(period) / 100
+	quota := int64(cpuPct) * int64(period) / 100
 	oomAdj := 500 // compartments die before the supervisor
 	denyAll := []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
 
