@@ -38,12 +38,11 @@ func runtimeFor(cfg *config.Config, log *slog.Logger, audit func(gateagent.Event
 			return nil, nil, fmt.Errorf("%w: %v; fix the host (see README) or set confinement: lowered in the config", errConfinement, err)
 		}
 		host := netns.New(netns.Config{Logger: log})
+		if err := bpfguard.LSMAvailable(); err != nil {
+			log.Info("optional BPF LSM layer not available on this kernel", "error", err)
+		}
 		onDeny := func(e bpfguard.Event) {
-			reason := "krn.connect"
-			if e.Kind == bpfguard.KindSockCreate {
-				reason = "krn.socket"
-			}
-			audit(gateagent.Event{Compartment: e.Compartment, Kind: "kernel/" + string(e.Kind), Decision: "deny", Reason: reason, Detail: e.String()})
+			audit(gateagent.Event{Compartment: e.Compartment, Kind: "kernel/" + string(e.Kind), Decision: "deny", Reason: e.Reason(), Detail: e.String()})
 		}
 		r := &sandbox.Runc{
 			StateDir: cfg.RunDir,
