@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -185,5 +186,53 @@ func TestRuncRefuses(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(r.StateDir, "netns", r.IDPrefix+"inside")); err == nil {
 		t.Error("refused start left a netns")
+	}
+}
+
+// TestRuncConcurrentCompartments: the supervisor starts and stops its
+// compartments concurrently; they must not trip over each other's
+// namespaces, cgroups or state, and all of it goes at the end.
+func TestRuncConcurrentCompartments(t *testing.T) {
+	r := newTestRunc(t)
+	names := []string{"outside", "purchasing", "payment", "keyhandler"}
+	procs := make([]Process, len(names))
+	errs := make(chan error, len(names))
+	for i, n := range names {
+		go func() {
+			s := probeSpec(t, n, uint32(probeUID+10+i), "sleep")
+			p, err := r.Start(context.Background(), s)
+			procs[i] = p
+			errs <- err
+		}()
+	}
+	for range names {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, p := range procs {
+		if p == nil {
+			continue
+		}
+		ns, _ := os.Readlink("/proc/" + strconv.Itoa(p.Pid()) + "/ns/net")
+		if seen[ns] {
+			t.Errorf("two compartments share network namespace %s", ns)
+		}
+		seen[ns] = true
+	}
+	for _, p := range procs {
+		if p == nil {
+			continue
+		}
+		go func() { errs <- p.Close() }()
+	}
+	for _, p := range procs {
+		if p == nil {
+			continue
+		}
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
