@@ -5,6 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -205,6 +208,38 @@ func testAppliance(t *testing.T, runtime, config string) {
 		}
 	})
 
+	t.Run("kernel denial inside a compartment is audited", func(t *testing.T) {
+		if runtime != "runc" {
+			return // the exec baseline has no kernel layer to deny it
+		}
+		// An attacker process joins purchasing's cgroup and tries to
+		// connect out: the cgroup BPF program refuses, and the denial
+		// travels supervisor → gate agent → audit log.
+		cg := "/sys/fs/cgroup/unified/e2sgate/purchasing"
+		if _, err := os.Stat(cg); err != nil {
+			t.Fatalf("purchasing's cgroup: %v", err)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAttackerInCgroup$")
+		cmd.Env = append(os.Environ(), "E2S_ATTACK_CGROUP="+cg)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("connect refused: operation not permitted")) {
+			t.Fatalf("attacker: %v\n%s", err, out)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			recs, _ := auditlog.Read(a.auditLog())
+			for _, r := range recs {
+				if r.Caller == "purchasing" && r.Reason == "kernel.connect_denied" && strings.Contains(r.Detail, "192.0.2.1") {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("kernel denial not in the audit log")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
 	t.Run("thin compartments answer through the gate", func(t *testing.T) {
 		for _, p := range []string{"/cgi-bin/payment/health", "/cgi-bin/inside/health"} {
 			if resp, body := a.do("GET", p, "", nil); resp.StatusCode != 200 {
@@ -295,4 +330,25 @@ func procField(status, key string) string {
 		}
 	}
 	return ""
+}
+
+// TestAttackerInCgroup is the attacker of the kernel-denial test: run as a
+// child, it moves itself into a compartment's cgroup and connects out.
+func TestAttackerInCgroup(t *testing.T) {
+	cg := os.Getenv("E2S_ATTACK_CGROUP")
+	if cg == "" {
+		return // only meaningful as the child of TestAppliance
+	}
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte("0"), 0o644); err != nil {
+		t.Fatalf("join cgroup: %v", err)
+	}
+	c, err := net.DialTimeout("tcp", "192.0.2.1:80", 3*time.Second)
+	if err == nil {
+		c.Close()
+		t.Fatal("connect from inside the compartment's cgroup succeeded")
+	}
+	if !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("connect failed, but not by the cgroup program: %v", err)
+	}
+	fmt.Println("connect refused: operation not permitted")
 }
