@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,4 +116,17 @@ func rmdirRetry(dir string) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// noSwapAccounting reports a v1 memory hierarchy without memory.memsw.*
+// (kernel booted without swap accounting).
+func noSwapAccounting(mounts []cgroupMount) bool {
+	for _, m := range mounts {
+		if m.V2 || !slices.Contains(m.Controllers, "memory") {
+			continue
+		}
+		_, err := os.Stat(filepath.Join(m.Dir, "memory.memsw.limit_in_bytes"))
+		return err != nil
+	}
+	return false
 }

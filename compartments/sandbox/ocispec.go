@@ -35,6 +35,9 @@ type ociOptions struct {
 	NetnsPath   string // the prepared network namespace; "" creates one
 	CgroupsPath string // e.g. /e2sgate/purchasing
 	RootHostID  uint32
+	// NoSwapLimit: the host's v1 memory controller has no swap accounting
+	// (no memory.memsw.*), where runc would fail to set memory+swap.
+	NoSwapLimit bool
 }
 
 // validate checks what every runtime that confines needs from a Spec.
@@ -168,11 +171,7 @@ func ociSpec(s Spec, o ociOptions) (*specs.Spec, error) {
 			CgroupsPath: o.CgroupsPath,
 			Resources: &specs.LinuxResources{
 				Devices: denyAll,
-				Memory: &specs.LinuxMemory{
-					Limit: &mem,
-					// memory+swap = memory: no swapping around the limit.
-					Swap: &mem,
-				},
+				Memory: memoryLimits(mem, o.NoSwapLimit),
 				Pids: &specs.LinuxPids{Limit: &pids},
 				CPU:  &specs.LinuxCPU{Quota: &quota, Period: &period},
 			},
@@ -190,6 +189,15 @@ func ociSpec(s Spec, o ociOptions) (*specs.Spec, error) {
 		},
 	}
 	return sp, nil
+}
+
+func memoryLimits(mem int64, noSwap bool) *specs.LinuxMemory {
+	m := &specs.LinuxMemory{Limit: &mem}
+	if !noSwap {
+		// memory+swap = memory: no swapping around the limit.
+		m.Swap = &mem
+	}
+	return m
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -89,7 +89,7 @@ func (pp *prepared) setup(ctx context.Context) (err error) {
 		}
 	}
 
-	pp.oci, err = ociSpec(s, ociOptions{Rootfs: rootfs, NetnsPath: pp.paths.netns, CgroupsPath: pp.paths.cgroups, RootHostID: r.rootHostID()})
+	pp.oci, err = ociSpec(s, ociOptions{Rootfs: rootfs, NetnsPath: pp.paths.netns, CgroupsPath: pp.paths.cgroups, RootHostID: r.rootHostID(), NoSwapLimit: noSwapAccounting(mounts)})
 	if err != nil {
 		return err
 	}
