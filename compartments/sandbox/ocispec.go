@@ -171,9 +171,9 @@ func ociSpec(s Spec, o ociOptions) (*specs.Spec, error) {
 			CgroupsPath: o.CgroupsPath,
 			Resources: &specs.LinuxResources{
 				Devices: denyAll,
-				Memory: memoryLimits(mem, o.NoSwapLimit),
-				Pids: &specs.LinuxPids{Limit: &pids},
-				CPU:  &specs.LinuxCPU{Quota: &quota, Period: &period},
+				Memory:  memoryLimits(mem, o.NoSwapLimit),
+				Pids:    &specs.LinuxPids{Limit: &pids},
+				CPU:     &specs.LinuxCPU{Quota: &quota, Period: &period},
 			},
 			Seccomp:           seccompProfile(),
 			RootfsPropagation: "rprivate",
