@@ -58,11 +58,14 @@ func (r Report) Err() error {
 // nf_tables for its generation in a throwaway network namespace), and
 // reports what is missing. The supervisor calls it at start and refuses to
 // run when Err() is not nil, unless its config lowers the requirement.
-func Check() Report {
+func Check() Report { return (&Runc{}).Check() }
+
+// Check is the package Check for this runtime's runc binary.
+func (r *Runc) Check() Report {
 	return Report{
 		check(LayerNamespaces, checkNamespaces),
 		check(LayerUserns, checkUserns),
-		check(LayerRunc, func() (string, error) { return checkRunc("/usr/sbin/runc") }),
+		check(LayerRunc, func() (string, error) { return checkRunc(r.binary()) }),
 		check(LayerSeccomp, checkSeccomp),
 		check(LayerLandlock, checkLandlock),
 		check(LayerCgroups, checkCgroups),
