@@ -1,0 +1,486 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/e2sgate/e2sgate/internal/client"
+	"github.com/e2sgate/e2sgate/internal/cms"
+)
+
+// globalFlags are accepted before the command and by every command.
+type globalFlags struct {
+	config  string
+	verbose bool
+}
+
+func (g *globalFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.config, "config", g.config, "configuration `file`")
+	fs.BoolVar(&g.verbose, "v", g.verbose, "log what is done (JSON on stderr)")
+}
+
+// env is what every command gets.
+type env struct {
+	ctx            context.Context
+	log            *slog.Logger
+	global         *globalFlags
+	stdout, stderr io.Writer
+	c              *client.Client
+}
+
+// client loads the configuration and returns the client, once.
+func (e *env) client() (*client.Client, error) {
+	if e.c != nil {
+		return e.c, nil
+	}
+	cfg, err := client.LoadConfig(e.global.config)
+	if err != nil {
+		return nil, err
+	}
+	e.c = client.New(cfg, e.log)
+	return e.c, nil
+}
+
+func (e *env) printf(format string, args ...any) { fmt.Fprintf(e.stdout, format, args...) }
+
+// command is one subcommand.
+type command struct {
+	name  string // "protect", "exchange request"
+	args  string // synopsis of flags and arguments
+	help  string
+	nargs int // positional arguments
+	flags func(fs *flag.FlagSet) func(e *env, args []string) error
+}
+
+var commands = []command{
+	{"keygen", "[-label L] [-type rsa-3072|ecdsa-p256|...]", "make a key and self-signed certificate in the keystore", 0, cmdKeygen},
+	{"cert export", "[-out FILE]", "print (or write) your certificate as PEM, to give to partners", 0, cmdCertExport},
+	{"keystore list", "", "list the credentials in the keystore", 0, cmdKeystoreList},
+	{"protect", "-to PARTNER [-ack] [-cipher aes-256-gcm|aes-256-cbc] [-keep SIGNED] IN OUT", "compress, sign and encrypt IN for PARTNER (-ack requests a signed receipt)", 2, cmdProtect},
+	{"open", "[-from PARTNER] [-ack-out ACK] [-name NAME] IN OUT", "decrypt, verify and decompress IN; -ack-out writes the signed file acknowledgement", 2, cmdOpen},
+	{"verify-ack", "-original PROTECTED ACK", "check that ACK acknowledges exactly the document in PROTECTED (a file you protected)", 1, cmdVerifyAck},
+	{"sign-header", "FILE", "print the header signature value over FILE (detached CMS, SHA-512, no certificates, base64)", 1, cmdSignHeader},
+	{"verify-header", "-from PARTNER FILE VALUE", "check a header signature VALUE over FILE against PARTNER's certificate", 2, cmdVerifyHeader},
+	{"seal", "[-key PUBKEY.pem] IN OUT", "seal IN in a sealed envelope for an RSA public key (default: your own)", 2, cmdSeal},
+	{"unseal", "IN OUT", "open a sealed envelope with your RSA key", 2, cmdUnseal},
+	{"exchange request", "-to PARTNER OUT", "write a signed certificate exchange request for PARTNER", 1, cmdExchangeRequest},
+	{"exchange respond", "IN OUT", "store the requester's certificate and write your signed answer", 2, cmdExchangeRespond},
+	{"exchange complete", "-request REQ ANSWER", "store the partner's certificate from the answer to your request REQ", 1, cmdExchangeComplete},
+	{"certstore list", "", "list partner certificates", 0, cmdCertstoreList},
+	{"certstore add", "PARTNER CERT.pem", "store a partner's certificate obtained out of band", 2, cmdCertstoreAdd},
+	{"certstore revoke", "[-reason TEXT] PARTNER", "mark a partner's certificate revoked", 1, cmdCertstoreRevoke},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: e2s [-config FILE] [-v] COMMAND [flags] ARGS\n\ncommands:\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.args, c.help)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nThe configuration file defaults to %s; see cmd/e2s/README.md.\n", client.DefaultConfigPath())
+}
+
+// run finds the command (one or two words), parses its flags and
+// arguments (flags may follow arguments) and runs it.
+func run(ctx context.Context, e *env, args []string) error {
+	e.ctx = ctx
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" {
+		usage(e.stdout)
+		if len(args) == 0 {
+			return fmt.Errorf("no command: %w", client.ErrUsage)
+		}
+		return nil
+	}
+	var cmd *command
+	n := 1
+	for i := range commands {
+		c := &commands[i]
+		words := strings.Fields(c.name)
+		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == c.name {
+			cmd, n = c, len(words)
+			break
+		}
+	}
+	if cmd == nil {
+		return fmt.Errorf("unknown command %q: %w", strings.Join(args[:min(2, len(args))], " "), client.ErrUsage)
+	}
+	fs := flag.NewFlagSet("e2s "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: e2s %s %s\n  %s\n", cmd.name, cmd.args, cmd.help)
+		fs.PrintDefaults()
+	}
+	e.global.register(fs)
+	do := cmd.flags(fs)
+	pos, err := parseInterspersed(fs, args[n:])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %v: %w", cmd.name, err, client.ErrUsage)
+	}
+	if len(pos) != cmd.nargs {
+		return fmt.Errorf("e2s %s %s: %d arguments given: %w", cmd.name, cmd.args, len(pos), client.ErrUsage)
+	}
+	defer func() {
+		if e.c != nil {
+			e.c.Close()
+		}
+	}()
+	return do(e, pos)
+}
+
+// parseInterspersed parses flags wherever they are among the arguments,
+// so "e2s open IN OUT -ack-out ACK" works as the synopsis reads.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+}
+
+func required(name, value string) error {
+	if value == "" {
+		return fmt.Errorf("-%s is required: %w", name, client.ErrUsage)
+	}
+	return nil
+}
+
+func cmdKeygen(fs *flag.FlagSet) func(*env, []string) error {
+	label := fs.String("label", "", "credential `label` (default: the config's credential)")
+	typ := fs.String("type", "rsa-3072", "key `type`: rsa-2048, rsa-3072, rsa-4096, ecdsa-p256, ecdsa-p384")
+	return func(e *env, _ []string) error {
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		k, err := c.Keygen(*label, *typ)
+		if err != nil {
+			return err
+		}
+		e.printf("generated %s (%s), self-signed certificate %s valid until %s\nfingerprint SHA-256 %s\n",
+			k.Label, *typ, k.Subject, k.NotAfter.Format(time.DateOnly), k.Fingerprint)
+		if !k.Configured {
+			e.printf("note: the config's credential is %q; set credential: %s to use this key\n", c.Config().Credential, k.Label)
+		}
+		e.printf("next: 'e2s exchange request -to PARTNER FILE', or give partners 'e2s cert export'\n")
+		return nil
+	}
+}
+
+func cmdCertExport(fs *flag.FlagSet) func(*env, []string) error {
+	out := fs.String("out", "", "write to `file` instead of standard output")
+	return func(e *env, _ []string) error {
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		pem, err := c.ExportCert()
+		if err != nil {
+			return err
+		}
+		if *out == "" {
+			_, err = e.stdout.Write(pem)
+			return err
+		}
+		return os.WriteFile(*out, pem, 0o644)
+	}
+}
+
+func cmdKeystoreList(fs *flag.FlagSet) func(*env, []string) error {
+	return func(e *env, _ []string) error {
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		keys, err := c.ListKeys()
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "LABEL\tKEY\tSUBJECT\tNOT AFTER\tSHA-256")
+		for _, k := range keys {
+			mark := ""
+			if k.Configured {
+				mark = " *"
+			}
+			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", k.Label, mark, k.KeyType, k.Subject, k.NotAfter.Format(time.DateOnly), k.Fingerprint)
+		}
+		return tw.Flush()
+	}
+}
+
+func cmdProtect(fs *flag.FlagSet) func(*env, []string) error {
+	to := fs.String("to", "", "recipient partner `id` (from the certstore)")
+	ack := fs.Bool("ack", false, "request a signed receipt (RFC 2634)")
+	cipher := fs.String("cipher", "aes-256-gcm", "content encryption: aes-256-gcm, or aes-256-cbc for older peers (openssl <= 3.0.19)")
+	keep := fs.String("keep", "", "also write the inner SignedData (signed, not encrypted) to `file`, for verify-ack")
+	return func(e *env, args []string) error {
+		if err := required("to", *to); err != nil {
+			return err
+		}
+		var cph cms.Cipher
+		switch *cipher {
+		case "aes-256-gcm":
+			cph = cms.AES256GCM
+		case "aes-256-cbc":
+			cph = cms.AES256CBC
+		default:
+			return fmt.Errorf("-cipher %q: aes-256-gcm or aes-256-cbc: %w", *cipher, client.ErrUsage)
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		r, err := c.Protect(args[0], args[1], client.ProtectOptions{To: *to, Ack: *ack, Cipher: cph, Keep: *keep})
+		if err != nil {
+			return err
+		}
+		e.printf("protected %s (%d bytes) for %s: %s (%d bytes, %s)\n", args[0], r.Size, r.To, args[1], r.Written, *cipher)
+		if r.ReceiptAsk {
+			e.printf("signed receipt requested; check it with 'e2s verify-ack -original %s ACK'\n", args[1])
+		} else {
+			e.printf("keep %s to check the acknowledgement with 'e2s verify-ack -original %s ACK'\n", args[1], args[1])
+		}
+		return nil
+	}
+}
+
+func cmdOpen(fs *flag.FlagSet) func(*env, []string) error {
+	from := fs.String("from", "", "require the document to be signed by this partner `id`")
+	ackOut := fs.String("ack-out", "", "write the signed file acknowledgement to `file`")
+	name := fs.String("name", "", "file `name` stated in the acknowledgement (default: OUT's base name)")
+	return func(e *env, args []string) error {
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		r, err := c.Open(args[0], args[1], client.OpenOptions{From: *from, AckOut: *ackOut, FileName: *name})
+		if err != nil {
+			return err
+		}
+		signed := ""
+		if !r.SignedAt.IsZero() {
+			signed = " at " + r.SignedAt.UTC().Format(time.RFC3339)
+		}
+		e.printf("opened %s: %d bytes from %s (signed%s, signature verified): %s\n", args[0], r.Size, r.From, signed, args[1])
+		switch {
+		case r.AckWritten:
+			e.printf("acknowledgement written to %s; send it back to %s\n", *ackOut, r.From)
+		case r.ReceiptAsked:
+			e.printf("note: %s asked for a signed receipt; run again with -ack-out ACK and send ACK back\n", r.From)
+		}
+		return nil
+	}
+}
+
+func cmdVerifyAck(fs *flag.FlagSet) func(*env, []string) error {
+	original := fs.String("original", "", "the `file` you protected (or its SignedData)")
+	return func(e *env, args []string) error {
+		if err := required("original", *original); err != nil {
+			return err
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		a, err := c.VerifyAck(args[0], *original)
+		if err != nil {
+			return err
+		}
+		kind := "signed file acknowledgement"
+		if a.ESSReceipt {
+			kind = "signed receipt (RFC 2634) with file acknowledgement"
+		}
+		e.printf("ok: %s by %s of %s\n  file %q, %d bytes, %v %x, signed %s\n", kind, a.By, *original,
+			a.FileName, a.FileSize, a.FileHash, a.FileDigest, a.SignedAt.UTC().Format(time.RFC3339))
+		return nil
+	}
+}
+
+func cmdSignHeader(fs *flag.FlagSet) func(*env, []string) error {
+	return func(e *env, args []string) error {
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		v, err := c.SignHeader(args[0])
+		if err != nil {
+			return err
+		}
+		e.printf("%s\n", v)
+		return nil
+	}
+}
+
+func cmdVerifyHeader(fs *flag.FlagSet) func(*env, []string) error {
+	from := fs.String("from", "", "partner `id` whose registered certificate signed")
+	return func(e *env, args []string) error {
+		if err := required("from", *from); err != nil {
+			return err
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		if err := c.VerifyHeader(*from, args[0], args[1]); err != nil {
+			return err
+		}
+		e.printf("ok: %s signed by %s\n", args[0], *from)
+		return nil
+	}
+}
+
+func cmdSeal(fs *flag.FlagSet) func(*env, []string) error {
+	key := fs.String("key", "", "RSA public key or certificate `PEM` to seal to (default: your own credential)")
+	return func(e *env, args []string) error {
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		r, err := c.Seal(*key, args[0], args[1])
+		if err != nil {
+			return err
+		}
+		e.printf("sealed %s: %s (envelope %s, key %s)\n", args[0], args[1], r.ID, r.PublicKeySignature)
+		return nil
+	}
+}
+
+func cmdUnseal(fs *flag.FlagSet) func(*env, []string) error {
+	return func(e *env, args []string) error {
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		r, err := c.Unseal(args[0], args[1])
+		if err != nil {
+			return err
+		}
+		e.printf("unsealed %s (envelope %s): %s\n", args[0], r.ID, args[1])
+		return nil
+	}
+}
+
+func cmdExchangeRequest(fs *flag.FlagSet) func(*env, []string) error {
+	to := fs.String("to", "", "partner `id` to exchange certificates with")
+	return func(e *env, args []string) error {
+		if err := required("to", *to); err != nil {
+			return err
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		if err := c.ExchangeRequest(*to, args[0]); err != nil {
+			return err
+		}
+		e.printf("request written to %s; send it to %s, keep it, and on their answer run:\n  e2s exchange complete -request %s ANSWER\n", args[0], *to, args[0])
+		return nil
+	}
+}
+
+func cmdExchangeRespond(fs *flag.FlagSet) func(*env, []string) error {
+	return func(e *env, args []string) error {
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		p, err := c.ExchangeRespond(args[0], args[1])
+		if err != nil {
+			return err
+		}
+		e.printf("stored the certificate of %s (%s)\n  SHA-256 %s\nanswer written to %s; send it back to %s\n", p.ID, p.Subject, p.Fingerprint, args[1], p.ID)
+		return nil
+	}
+}
+
+func cmdExchangeComplete(fs *flag.FlagSet) func(*env, []string) error {
+	req := fs.String("request", "", "the request `file` you sent")
+	return func(e *env, args []string) error {
+		if err := required("request", *req); err != nil {
+			return err
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		p, err := c.ExchangeComplete(*req, args[0])
+		if err != nil {
+			return err
+		}
+		e.printf("stored the certificate of %s (%s)\n  SHA-256 %s\nnext: 'e2s protect -to %s IN OUT'\n", p.ID, p.Subject, p.Fingerprint, p.ID)
+		return nil
+	}
+}
+
+func cmdCertstoreList(fs *flag.FlagSet) func(*env, []string) error {
+	return func(e *env, _ []string) error {
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		ps, err := c.ListPartners()
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PARTNER\tSUBJECT\tNOT AFTER\tSTATUS\tSHA-256")
+		for _, p := range ps {
+			status := "valid"
+			if p.Revoked != "" {
+				status = p.Revoked
+			} else if time.Now().After(p.NotAfter) {
+				status = "expired"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.ID, p.Subject, p.NotAfter.Format(time.DateOnly), status, p.Fingerprint)
+		}
+		return tw.Flush()
+	}
+}
+
+func cmdCertstoreAdd(fs *flag.FlagSet) func(*env, []string) error {
+	return func(e *env, args []string) error {
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		p, err := c.AddPartner(args[0], args[1])
+		if err != nil {
+			return err
+		}
+		e.printf("stored the certificate of %s (%s)\n  SHA-256 %s\ncompare the fingerprint with the partner's before relying on it\n", p.ID, p.Subject, p.Fingerprint)
+		return nil
+	}
+}
+
+func cmdCertstoreRevoke(fs *flag.FlagSet) func(*env, []string) error {
+	reason := fs.String("reason", "revoked by user", "`reason` recorded with the mark")
+	return func(e *env, args []string) error {
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		if err := c.RevokePartner(args[0], *reason); err != nil {
+			return err
+		}
+		e.printf("revoked the certificate of %s: its documents, acknowledgements and header signatures are refused from now on\n", args[0])
+		return nil
+	}
+}

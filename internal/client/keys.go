@@ -1,0 +1,101 @@
+package client
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"time"
+
+	"github.com/e2sgate/e2sgate/internal/keystore"
+)
+
+// KeyTypes maps the -type names to keystore key types.
+var KeyTypes = map[string]keystore.KeyType{
+	"rsa-2048":   keystore.RSA2048,
+	"rsa-3072":   keystore.RSA3072,
+	"rsa-4096":   keystore.RSA4096,
+	"ecdsa-p256": keystore.ECDSAP256,
+	"ecdsa-p384": keystore.ECDSAP384,
+}
+
+// KeyInfo describes a credential.
+type KeyInfo struct {
+	Label       string
+	Subject     string
+	KeyType     string
+	NotAfter    time.Time
+	Fingerprint string
+	Configured  bool
+}
+
+func keyInfo(c *Client, cred *keystore.Credential) KeyInfo {
+	cert := cred.Certificate()
+	return KeyInfo{Label: cred.Label, Subject: cert.Subject.String(), KeyType: cert.PublicKeyAlgorithm.String(),
+		NotAfter: cert.NotAfter, Fingerprint: fingerprint(cert), Configured: cred.Label == c.cfg.Credential}
+}
+
+// Keygen makes a new key under label (the configured credential if empty)
+// with a self-signed certificate naming it.
+func (c *Client) Keygen(label, typ string) (*KeyInfo, error) {
+	kt, ok := KeyTypes[typ]
+	if !ok {
+		return nil, fmt.Errorf("key type %q: one of rsa-2048, rsa-3072, rsa-4096, ecdsa-p256, ecdsa-p384: %w", typ, ErrUsage)
+	}
+	if label == "" {
+		label = c.cfg.Credential
+	}
+	ks, err := c.keystore()
+	if err != nil {
+		return nil, err
+	}
+	cred, err := ks.Generate(label, kt)
+	if err != nil {
+		return nil, fmt.Errorf("keygen %s: %w", label, err)
+	}
+	c.log.Info("key generated", "label", label, "type", typ)
+	ki := keyInfo(c, cred)
+	return &ki, nil
+}
+
+// ExportCert returns the configured credential's certificate chain as PEM.
+func (c *Client) ExportCert() ([]byte, error) {
+	cred, err := c.credential()
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, cert := range cred.Chain {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})...)
+	}
+	return out, nil
+}
+
+// Certificate returns the configured credential's certificate.
+func (c *Client) Certificate() (*x509.Certificate, error) {
+	cred, err := c.credential()
+	if err != nil {
+		return nil, err
+	}
+	return cred.Certificate(), nil
+}
+
+// ListKeys describes every credential in the keystore.
+func (c *Client) ListKeys() ([]KeyInfo, error) {
+	ks, err := c.keystore()
+	if err != nil {
+		return nil, err
+	}
+	labels, err := ks.List()
+	if err != nil {
+		return nil, fmt.Errorf("keystore list: %w", err)
+	}
+	var out []KeyInfo
+	for _, l := range labels {
+		cred, err := ks.Credential(l)
+		if err != nil {
+			return nil, fmt.Errorf("keystore list: %s: %w", l, err)
+		}
+		out = append(out, keyInfo(c, cred))
+	}
+	return out, nil
+}
