@@ -7,5 +7,5 @@ import "embed"
 
 // Default is the embedded policy set.
 //
-//go:embed *.rego registry.yaml reasons.yaml
+//go:embed *.rego registry.yaml reasons.yaml roles.yaml admin-reasons.yaml
 var Default embed.FS

@@ -1,0 +1,269 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/e2sgate/e2sgate/internal/auditlog"
+	"github.com/e2sgate/e2sgate/policies"
+)
+
+const testRoles = `version: 1
+accounts:
+  - {uid: 60101, name: sam, roles: [secadmin]}
+  - {uid: 60102, name: sue, roles: [secadmin]}
+  - {uid: 60103, name: ada, roles: [auditor]}
+  - {uid: 60104, name: otto, roles: [operator]}
+  - {uid: 60106, name: kim, roles: [keyadmin]}
+`
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type fixture struct {
+	srv      *Server
+	clock    *clock
+	auditLog string
+	ran      []string // policy.propose executions
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	book, err := OpenRoles(filepath.Join(dir, "roles.yaml"), []byte(testRoles))
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz, err := NewAuthorizer(ctx, policies.Default, book)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, auditLog: filepath.Join(dir, "admin.log")}
+	props, err := OpenProposals(filepath.Join(dir, "proposals.json"), time.Hour, f.clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alog, err := auditlog.OpenWith(f.auditLog, auditlog.Options{Syslog: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alog.Close() })
+	reasons, _ := LoadReasons(policies.Default, "reasons.yaml", "admin-reasons.yaml")
+	f.srv = New(Config{Audit: alog, Roles: book, Authz: authz, Proposals: props,
+		AuditLogs: map[string]string{"admin": f.auditLog, "gate": f.auditLog}, Explain: &Explainer{Reasons: reasons}})
+	f.srv.Register("policy.propose", Command{
+		Check: func(_ context.Context, _ Caller, args json.RawMessage) (string, error) {
+			if strings.Contains(string(args), "bad") {
+				return "", errors.New("policy set refused: syntax error")
+			}
+			return "activate " + string(args), nil
+		},
+		Run: func(_ context.Context, _ Caller, args json.RawMessage) (any, error) {
+			f.ran = append(f.ran, string(args))
+			return "activated", nil
+		},
+	})
+	return f
+}
+
+var (
+	sam  = Caller{UID: 60101, Name: "sam"}
+	sue  = Caller{UID: 60102, Name: "sue"}
+	ada  = Caller{UID: 60103, Name: "ada"}
+	otto = Caller{UID: 60104, Name: "otto"}
+	kim  = Caller{UID: 60106, Name: "kim"}
+	root = Caller{UID: 0}
+)
+
+func (f *fixture) do(c Caller, cmd string, args any) *Response {
+	b, _ := json.Marshal(args)
+	if args == nil {
+		b = nil
+	}
+	return f.srv.Do(context.Background(), c, Request{Command: cmd, Args: b})
+}
+
+func TestAuthorizationDenialNamesWhatIsMissing(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		who          Caller
+		cmd          string
+		allow        bool
+		reason, auth string
+	}{
+		{ada, "policy.propose", false, "adm.authorization_missing", "policy.write"},
+		{sam, "audit.search", false, "adm.authorization_missing", "audit.read"},
+		{otto, "role.assign", false, "adm.authorization_missing", "roles.write"},
+		{kim, "status", false, "adm.authorization_missing", "appliance.status"},
+		{root, "status", false, "adm.no_role", "appliance.status"},
+		{sam, "no.such", false, "adm.unknown_command", ""},
+		{ada, "audit.search", true, "adm.allowed", "audit.read"},
+		{sam, "role.list", true, "adm.allowed", "roles.read"},
+		{sam, "whoami", true, "adm.allowed", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.who.String()+" "+tc.cmd, func(t *testing.T) {
+			r := f.do(tc.who, tc.cmd, nil)
+			if r.OK != tc.allow || r.Reason != tc.reason || (tc.auth != "" && r.Authorization != tc.auth) {
+				t.Fatalf("got %+v", r)
+			}
+			if !tc.allow && tc.auth != "" && !strings.Contains(r.Error, `"`+tc.auth+`"`) {
+				t.Fatalf("denial does not name the missing authorization: %q", r.Error)
+			}
+		})
+	}
+	// Every denial is audited.
+	recs, err := auditlog.Search(f.auditLog, auditlog.Filter{Decision: "deny"}, 0)
+	if err != nil || len(recs) != 6 {
+		t.Fatalf("%d deny records, want 6: %v", len(recs), err)
+	}
+	if recs[0].User != "uid:60103(ada)" || recs[0].Script != "e2sctl policy.propose" || recs[0].Detail != "missing authorization policy.write" {
+		t.Fatalf("denial record %+v", recs[0])
+	}
+}
+
+func TestTwoPersonRule(t *testing.T) {
+	tests := []struct {
+		name   string
+		steps  func(f *fixture, id string) *Response
+		reason string
+		runs   int
+	}{
+		{"second person approves", func(f *fixture, id string) *Response {
+			return f.do(sue, "approve", map[string]string{"id": id})
+		}, "adm.allowed", 1},
+		{"proposer cannot approve", func(f *fixture, id string) *Response {
+			return f.do(sam, "approve", map[string]string{"id": id})
+		}, "adm.same_person", 0},
+		{"approver needs the same authorization", func(f *fixture, id string) *Response {
+			return f.do(ada, "approve", map[string]string{"id": id})
+		}, "adm.authorization_missing", 0},
+		{"expired proposal cannot be approved", func(f *fixture, id string) *Response {
+			f.clock.add(time.Hour + time.Second)
+			return f.do(sue, "approve", map[string]string{"id": id})
+		}, "adm.expired", 0},
+		{"rejected proposal cannot be approved", func(f *fixture, id string) *Response {
+			if r := f.do(sue, "reject", map[string]string{"id": id}); !r.OK {
+				return r
+			}
+			return f.do(sue, "approve", map[string]string{"id": id})
+		}, "adm.failed", 0},
+		{"approved only once", func(f *fixture, id string) *Response {
+			f.do(sue, "approve", map[string]string{"id": id})
+			return f.do(sue, "approve", map[string]string{"id": id})
+		}, "adm.failed", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			p := f.do(sam, "policy.propose", map[string]string{"v": "2"})
+			if !p.OK || p.Proposal == nil || p.Reason != "adm.proposed" || len(f.ran) != 0 {
+				t.Fatalf("propose: %+v ran %v", p, f.ran)
+			}
+			r := tc.steps(f, p.Proposal.ID)
+			if r.Reason != tc.reason || len(f.ran) != tc.runs {
+				t.Fatalf("got %+v, ran %d times; want %s, %d", r, len(f.ran), tc.reason, tc.runs)
+			}
+		})
+	}
+}
+
+func TestBadProposalRefusedAtOnce(t *testing.T) {
+	f := newFixture(t)
+	r := f.do(sam, "policy.propose", map[string]string{"v": "bad"})
+	if r.OK || !strings.Contains(r.Error, "syntax error") || len(f.srv.cfg.Proposals.List()) != 0 {
+		t.Fatalf("bad policy proposal: %+v", r)
+	}
+}
+
+func TestRoleAssignmentTakesTwoAndApplies(t *testing.T) {
+	f := newFixture(t)
+	newbie := Caller{UID: 60107, Name: "cora"}
+	if r := f.do(newbie, "content.list", nil); r.Reason != "adm.no_role" {
+		t.Fatalf("before: %+v", r)
+	}
+	p := f.do(sam, "role.assign", RoleArgs{UID: 60107, Name: "cora", Role: "contentmgr"})
+	if p.Proposal == nil {
+		t.Fatalf("role.assign did not make a proposal: %+v", p)
+	}
+	if r := f.do(newbie, "content.list", nil); r.Reason != "adm.no_role" {
+		t.Fatalf("role applied before approval: %+v", r)
+	}
+	if r := f.do(sue, "approve", map[string]string{"id": p.Proposal.ID}); !r.OK {
+		t.Fatalf("approve: %+v", r)
+	}
+	// Authorised now; the catalogue service itself is not wired in.
+	if r := f.do(newbie, "content.list", nil); r.Reason != "adm.failed" || !strings.Contains(r.Error, ErrNotWired.Error()) {
+		t.Fatalf("after approval: %+v", r)
+	}
+	if r := f.do(newbie, "status", nil); r.Reason != "adm.authorization_missing" {
+		t.Fatalf("contentmgr got operator's status: %+v", r)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	f := newFixture(t)
+	f.srv.cfg.Explain.Modules = func() map[string]string {
+		b, _ := policies.Default.ReadFile("gate.rego")
+		return map[string]string{"gate.rego": string(b)}
+	}
+	r := f.do(otto, "explain", map[string]string{"id": "pol.caller_clearance"})
+	var x Explanation
+	if !r.OK || json.Unmarshal(r.Result, &x) != nil {
+		t.Fatalf("explain: %+v", r)
+	}
+	if !strings.Contains(x.Text, "dominate") || !strings.Contains(x.Rule, "gate.rego:") || !strings.Contains(x.Rule, "e2s.dominates(input.caller_label") {
+		t.Fatalf("explanation %+v", x)
+	}
+	// A record's req_id needs audit.read: the operator may not, the auditor may.
+	f.do(otto, "policy.propose", nil) // a denial to explain
+	recs, _ := auditlog.Search(f.auditLog, auditlog.Filter{Decision: "deny"}, 1)
+	if r := f.do(otto, "explain", map[string]string{"id": recs[0].ReqID}); r.OK {
+		t.Fatalf("operator explained an audit record: %+v", r)
+	}
+	r = f.do(ada, "explain", map[string]string{"id": recs[0].ReqID})
+	if !r.OK || json.Unmarshal(r.Result, &x) != nil || x.Reason != "adm.authorization_missing" || x.Record == nil {
+		t.Fatalf("auditor explain record: %+v %+v", r, x)
+	}
+}
+
+// Over the real socket the caller is who the kernel says (SO_PEERCRED):
+// the test runs as root, which has no role.
+func TestSocketIdentifiesCaller(t *testing.T) {
+	f := newFixture(t)
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.srv.Serve(ctx, l) }()
+	r, err := Call(sock, "status", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OK || r.Reason != "adm.no_role" {
+		t.Fatalf("root over the socket: %+v", r)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

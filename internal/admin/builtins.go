@@ -1,0 +1,192 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/e2sgate/e2sgate/internal/auditlog"
+)
+
+func decode[T any](args json.RawMessage) (T, error) {
+	var v T
+	if len(args) == 0 {
+		return v, nil
+	}
+	if err := json.Unmarshal(args, &v); err != nil {
+		return v, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	return v, nil
+}
+
+// RoleArgs are the arguments of role.assign and role.revoke.
+type RoleArgs struct {
+	UID  int    `json:"uid"`
+	Name string `json:"name,omitempty"`
+	Role string `json:"role"`
+}
+
+// AuditArgs are the arguments of audit.tail and audit.search.
+type AuditArgs struct {
+	Log         string `json:"log,omitempty"` // gate (default) or admin
+	Compartment string `json:"compartment,omitempty"`
+	Decision    string `json:"decision,omitempty"`
+	User        string `json:"user,omitempty"`
+	Script      string `json:"script,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	ReqID       string `json:"req_id,omitempty"`
+	Since       string `json:"since,omitempty"` // RFC 3339 or a duration back from now ("1h")
+	Until       string `json:"until,omitempty"`
+	Limit       int    `json:"limit,omitempty"`
+}
+
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return t, fmt.Errorf("%w: time %q: want RFC 3339 or a duration such as 1h", ErrBadRequest, s)
+	}
+	return t, nil
+}
+
+func (s *Server) builtins() {
+	s.cmds["whoami"] = Command{Run: func(_ context.Context, c Caller, _ json.RawMessage) (any, error) { return c, nil }}
+	s.cmds["proposals"] = Command{Run: func(context.Context, Caller, json.RawMessage) (any, error) {
+		return s.cfg.Proposals.List(), nil
+	}}
+	s.cmds["approve"] = Command{} // decided in Do
+	s.cmds["reject"] = Command{}
+
+	s.cmds["role.list"] = Command{Run: func(context.Context, Caller, json.RawMessage) (any, error) {
+		return s.cfg.Roles.Accounts(), nil
+	}}
+	roleChange := func(add bool) Command {
+		check := func(_ context.Context, _ Caller, args json.RawMessage) (string, error) {
+			a, err := decode[RoleArgs](args)
+			if err != nil {
+				return "", err
+			}
+			if a.UID <= 0 || !slices.Contains(Roles, a.Role) {
+				return "", fmt.Errorf("%w: want a uid > 0 and a role of %v", ErrBadRequest, Roles)
+			}
+			verb := "assign"
+			if !add {
+				verb = "revoke"
+			}
+			return fmt.Sprintf("%s role %s to uid %d %s", verb, a.Role, a.UID, a.Name), nil
+		}
+		return Command{Check: check, Run: func(ctx context.Context, _ Caller, args json.RawMessage) (any, error) {
+			a, err := decode[RoleArgs](args)
+			if err != nil {
+				return nil, err
+			}
+			if err := s.cfg.Roles.Change(a.UID, a.Name, a.Role, add); err != nil {
+				return nil, err
+			}
+			if err := s.cfg.Authz.Reload(ctx, s.cfg.Roles); err != nil {
+				return nil, err
+			}
+			acc, _ := s.cfg.Roles.Lookup(a.UID)
+			return acc, nil
+		}}
+	}
+	s.cmds["role.assign"] = roleChange(true)
+	s.cmds["role.revoke"] = roleChange(false)
+
+	s.cmds["audit.verify"] = Command{Run: func(context.Context, Caller, json.RawMessage) (any, error) {
+		var reps []*auditlog.Report
+		for _, name := range []string{"gate", "admin"} {
+			p, ok := s.cfg.AuditLogs[name]
+			if !ok {
+				continue
+			}
+			rep, err := auditlog.Verify(p, s.cfg.PubKey)
+			if err != nil {
+				return nil, fmt.Errorf("verify %s log: %w", name, err)
+			}
+			reps = append(reps, rep)
+		}
+		return reps, nil
+	}}
+	search := func(defLimit int) Command {
+		return Command{Run: func(_ context.Context, _ Caller, args json.RawMessage) (any, error) {
+			a, err := decode[AuditArgs](args)
+			if err != nil {
+				return nil, err
+			}
+			if a.Log == "" {
+				a.Log = "gate"
+			}
+			p, ok := s.cfg.AuditLogs[a.Log]
+			if !ok {
+				return nil, fmt.Errorf("%w: no audit log %q (gate or admin)", ErrBadRequest, a.Log)
+			}
+			now := time.Now()
+			f := auditlog.Filter{Compartment: a.Compartment, Decision: a.Decision, User: a.User, Script: a.Script, Reason: a.Reason, ReqID: a.ReqID}
+			if f.Since, err = parseWhen(a.Since, now); err != nil {
+				return nil, err
+			}
+			if f.Until, err = parseWhen(a.Until, now); err != nil {
+				return nil, err
+			}
+			if a.Limit <= 0 {
+				a.Limit = defLimit
+			}
+			return auditlog.Search(p, f, a.Limit)
+		}}
+	}
+	s.cmds["audit.tail"] = search(20)
+	s.cmds["audit.search"] = search(1000)
+
+	s.cmds["explain"] = Command{Run: func(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
+		a, err := decode[struct {
+			ID string `json:"id"`
+		}](args)
+		if err != nil {
+			return nil, err
+		}
+		if s.cfg.Explain == nil {
+			return nil, ErrNotWired
+		}
+		if x, ok := s.cfg.Explain.Explain(a.ID); ok {
+			return x, nil
+		}
+		// Not a reason id: an audit record's req_id, for those who may read audit.
+		if d, err := s.cfg.Authz.Decide(ctx, c.UID, "audit.search"); err != nil || !d.Allow {
+			return nil, fmt.Errorf("%w: %q is no reason id; explaining an audit record needs authorization \"audit.read\"", ErrBadRequest, a.ID)
+		}
+		for _, name := range []string{"gate", "admin"} {
+			recs, err := auditlog.Search(s.cfg.AuditLogs[name], auditlog.Filter{ReqID: a.ID}, 1)
+			if err == nil && len(recs) == 1 {
+				return s.cfg.Explain.ExplainRecord(recs[0]), nil
+			}
+		}
+		return nil, fmt.Errorf("%w: %q is neither a reason id nor the req_id of an audit record", ErrBadRequest, a.ID)
+	}}
+
+	// Merchant keys and catalogue content: authorised, two-person where
+	// required, audited; the services that carry them out (keyhandler,
+	// catalogue) do not take admin commands yet.
+	notWired := func(context.Context, Caller, json.RawMessage) (any, error) { return nil, ErrNotWired }
+	keyCheck := func(_ context.Context, _ Caller, args json.RawMessage) (string, error) {
+		a, err := decode[struct {
+			Key string `json:"key"`
+		}](args)
+		if err != nil || a.Key == "" {
+			return "", fmt.Errorf("%w: name the key", ErrBadRequest)
+		}
+		return "key " + a.Key, nil
+	}
+	for _, n := range []string{"key.list", "key.generate", "key.rotate", "key.import", "key.retire", "content.list", "content.upload"} {
+		s.cmds[n] = Command{Run: notWired}
+	}
+	s.cmds["key.destroy"] = Command{Run: notWired, Check: keyCheck}
+	s.cmds["key.export"] = Command{Run: notWired, Check: keyCheck}
+}
