@@ -103,21 +103,21 @@ type Log struct {
 	o      Options
 	signer note.Signer
 
-	mu       sync.Mutex
+	mu        sync.Mutex
 	f, hf, cf *os.File
-	w, hw    *bufio.Writer
-	n        uint64 // records written (perhaps not yet durable)
-	logSize  int64
-	hashSize int64
-	cpSize   int64
-	rng      *compact.Range
-	good     durable
-	cpSeq    uint64 // number of the next checkpoint
-	cpAt     uint64 // tree size signed by the last checkpoint
-	err      error  // set when a write failed; the next Append repairs
-	closed   bool
-	waiters  []chan error
-	lines    [][]byte // written since the last sync, for syslog
+	w, hw     *bufio.Writer
+	n         uint64 // records written (perhaps not yet durable)
+	logSize   int64
+	hashSize  int64
+	cpSize    int64
+	rng       *compact.Range
+	good      durable
+	cpSeq     uint64 // number of the next checkpoint
+	cpAt      uint64 // tree size signed by the last checkpoint
+	err       error  // set when a write failed; the next Append repairs
+	closed    bool
+	waiters   []chan error
+	lines     [][]byte // written since the last sync, for syslog
 
 	kick chan struct{}
 	done chan struct{}
