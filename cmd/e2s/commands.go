@@ -64,6 +64,7 @@ var commands = []command{
 	{"keygen", "[-label L] [-type rsa-3072|ecdsa-p256|...]", "make a key and self-signed certificate in the keystore", 0, cmdKeygen},
 	{"cert export", "[-out FILE]", "print (or write) your certificate as PEM, to give to partners", 0, cmdCertExport},
 	{"keystore list", "", "list the credentials in the keystore", 0, cmdKeystoreList},
+	{"keystore import", "-label L [-password-env VAR] FILE.p12", "import a key and chain from a PKCS#12 file (password in $VAR, default: the keystore's)", 1, cmdKeystoreImport},
 	{"protect", "-to PARTNER [-ack] [-cipher aes-256-gcm|aes-256-cbc] [-keep SIGNED] IN OUT", "compress, sign and encrypt IN for PARTNER (-ack requests a signed receipt)", 2, cmdProtect},
 	{"open", "[-from PARTNER] [-ack-out ACK] [-name NAME] IN OUT", "decrypt, verify and decompress IN; -ack-out writes the signed file acknowledgement", 2, cmdOpen},
 	{"verify-ack", "-original PROTECTED ACK", "check that ACK acknowledges exactly the document in PROTECTED (a file you protected)", 1, cmdVerifyAck},
@@ -81,11 +82,9 @@ var commands = []command{
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "usage: e2s [-config FILE] [-v] COMMAND [flags] ARGS\n\ncommands:\n")
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range commands {
-		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.args, c.help)
+		fmt.Fprintf(w, "  e2s %s %s\n        %s\n", c.name, c.args, c.help)
 	}
-	tw.Flush()
 	fmt.Fprintf(w, "\nThe configuration file defaults to %s; see cmd/e2s/README.md.\n", client.DefaultConfigPath())
 }
 
@@ -129,7 +128,7 @@ func run(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%s: %v: %w", cmd.name, err, client.ErrUsage)
 	}
 	if len(pos) != cmd.nargs {
-		return fmt.Errorf("e2s %s %s: %d arguments given: %w", cmd.name, cmd.args, len(pos), client.ErrUsage)
+		return fmt.Errorf("e2s %s %s: want %d arguments, got %d: %w", cmd.name, cmd.args, cmd.nargs, len(pos), client.ErrUsage)
 	}
 	defer func() {
 		if e.c != nil {
@@ -481,6 +480,26 @@ func cmdCertstoreRevoke(fs *flag.FlagSet) func(*env, []string) error {
 			return err
 		}
 		e.printf("revoked the certificate of %s: its documents, acknowledgements and header signatures are refused from now on\n", args[0])
+		return nil
+	}
+}
+
+func cmdKeystoreImport(fs *flag.FlagSet) func(*env, []string) error {
+	label := fs.String("label", "", "credential `label` to store it under")
+	pwEnv := fs.String("password-env", "", "environment `variable` holding the PKCS#12 file's password (default: the keystore's password)")
+	return func(e *env, args []string) error {
+		if err := required("label", *label); err != nil {
+			return err
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		k, err := c.ImportPKCS12(*label, args[0], *pwEnv)
+		if err != nil {
+			return err
+		}
+		e.printf("imported %s: %s (%s) valid until %s\nfingerprint SHA-256 %s\n", k.Label, k.Subject, k.KeyType, k.NotAfter.Format(time.DateOnly), k.Fingerprint)
 		return nil
 	}
 }

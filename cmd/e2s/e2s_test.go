@@ -320,7 +320,7 @@ func TestRefusals(t *testing.T) {
 		{"last byte (tag) flipped", bob, nil, func(out string) []string {
 			return []string{"open", flip(func(n int) int { return n - 1 }), out}
 		}, []string{"altered or damaged"}},
-		{"recipient key id flipped", bob, nil, func(out string) []string {
+		{"header byte flipped", bob, nil, func(out string) []string {
 			return []string{"open", flip(func(n int) int { return 40 }), out}
 		}, []string{"e2s: next:"}},
 		{"truncated", bob, nil, func(out string) []string {
@@ -726,4 +726,47 @@ func TestPKCS11Token(t *testing.T) {
 	bob.ok(t, "verify-header", "-from", "token-buyer", body, value)
 
 	mustContain(t, tok.fails(t, []string{"E2S_TEST_PW_TOKEN-BUYER=0000"}, "keystore", "list"), "token PIN) is wrong")
+}
+
+// TestKeystoreImport: a credential made elsewhere (here by openssl) is
+// imported from PKCS#12 and re-encrypted under the keystore password.
+func TestKeystoreImport(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("openssl not installed")
+	}
+	dir := t.TempDir()
+	key, cert, p12 := filepath.Join(dir, "k.pem"), filepath.Join(dir, "c.pem"), filepath.Join(dir, "in.p12")
+	for _, args := range [][]string{
+		{"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-subj", "/CN=imported", "-days", "30"},
+		{"pkcs12", "-export", "-inkey", key, "-in", cert, "-out", p12, "-passout", "pass:import-secret"},
+	} {
+		if out, err := exec.Command(openssl, args...).CombinedOutput(); err != nil {
+			t.Fatalf("openssl %v: %v\n%s", args, err, out)
+		}
+	}
+	carol := world.carol.clone(t)
+	tests := []struct {
+		name, password, want string
+		ok                   bool
+	}{
+		{"wrong file password", "guess", "password", false},
+		{"right file password", "import-secret", "imported imported: CN=imported (ECDSA)", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"keystore", "import", "-label", "imported", "-password-env", "P12_PW", p12}
+			env := []string{"P12_PW=" + tt.password}
+			if !tt.ok {
+				mustContain(t, carol.fails(t, env, args...), tt.want)
+				return
+			}
+			out, stderr, err := carol.runEnv(env, args...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			mustContain(t, out, tt.want)
+			mustContain(t, carol.ok(t, "keystore", "list"), "carol *", "imported ", "CN=imported")
+		})
+	}
 }

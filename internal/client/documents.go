@@ -268,9 +268,10 @@ func isSignedData(der []byte) bool {
 	return ok && oid.Equal(oidSignedData)
 }
 
-// hasReceiptRequest tells whether the SignedData carries an RFC 2634
-// receipt request: the attribute's DER appears in the signed attributes.
-// (Only used to tell the user; Acknowledge decides the format itself.)
+// hasReceiptRequest tells whether the SignedData may carry an RFC 2634
+// receipt request: the attribute type's DER occurs in it. It is only used
+// to remind the user to send an acknowledgement (cms does not expose the
+// signed attributes); Acknowledge decides the format itself.
 func hasReceiptRequest(signedData []byte) bool {
 	oid, err := asn1.Marshal(oidReceiptRequest)
 	if err != nil {

@@ -99,3 +99,41 @@ func (c *Client) ListKeys() ([]KeyInfo, error) {
 	}
 	return out, nil
 }
+
+// ImportPKCS12 stores the key and chain of a PKCS#12 file (e.g. from a CA,
+// or "openssl pkcs12 -export") under label, re-encrypted under the keystore
+// password. The file's password is in the environment variable
+// passwordEnv, or is the keystore password if passwordEnv is empty. Only
+// the file keystore can import: token keys are made on the token.
+func (c *Client) ImportPKCS12(label, path, passwordEnv string) (*KeyInfo, error) {
+	data, err := readInput(path)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := c.keystore()
+	if err != nil {
+		return nil, err
+	}
+	k := c.cfg.Keystore
+	if passwordEnv != "" {
+		k.PasswordEnv, k.PasswordFile = passwordEnv, ""
+	}
+	password, err := secret("PKCS#12 file "+path, k.PasswordEnv, k.PasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	f, ok := ks.(*keystore.File)
+	if !ok {
+		return nil, fmt.Errorf("keystore import: a PKCS#11 token generates its keys: %w", keystore.ErrUnsupported)
+	}
+	if err := f.ImportPKCS12(label, data, password); err != nil {
+		return nil, fmt.Errorf("keystore import %s: %w", path, err)
+	}
+	cred, err := f.Credential(label)
+	if err != nil {
+		return nil, err
+	}
+	c.log.Info("credential imported", "label", label, "from", path)
+	ki := keyInfo(c, cred)
+	return &ki, nil
+}
