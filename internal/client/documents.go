@@ -44,7 +44,7 @@ type ProtectResult struct {
 // certificate, so that we can open it again later to check the partner's
 // acknowledgement (VerifyAck).
 func (c *Client) Protect(in, out string, opts ProtectOptions) (*ProtectResult, error) {
-	if err := distinct(in, out); err != nil {
+	if err := distinct(in, out, opts.Keep); err != nil {
 		return nil, err
 	}
 	doc, err := readInput(in)
@@ -118,7 +118,7 @@ type opened struct {
 // if asked, the signed file acknowledgement to opts.AckOut. Nothing is
 // written unless every step succeeds.
 func (c *Client) Open(in, out string, opts OpenOptions) (*OpenResult, error) {
-	if err := distinct(in, out); err != nil {
+	if err := distinct(in, out, opts.AckOut); err != nil {
 		return nil, err
 	}
 	msg, err := readInput(in)

@@ -93,13 +93,24 @@ func readInput(path string) ([]byte, error) {
 	return data, nil
 }
 
-var errSamePath = errors.New("input and output are the same file")
+var errSamePath = errors.New("the same file is named twice")
 
-func distinct(in, out string) error {
-	a, err1 := filepath.Abs(in)
-	b, err2 := filepath.Abs(out)
-	if err1 == nil && err2 == nil && a == b {
-		return fmt.Errorf("%s: %w: %w", out, errSamePath, ErrUsage)
+// distinct refuses the same file named twice among an operation's inputs
+// and outputs (empty names are skipped).
+func distinct(paths ...string) error {
+	seen := map[string]bool{}
+	for _, p := range paths {
+		if p == "" || p == "-" {
+			continue
+		}
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		if seen[a] {
+			return fmt.Errorf("%s: %w: %w", p, errSamePath, ErrUsage)
+		}
+		seen[a] = true
 	}
 	return nil
 }
