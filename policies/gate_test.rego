@@ -76,3 +76,91 @@ test_empty_input_denied if {
 	d := gate.decision with input as {}
 	not d.allow
 }
+
+# The purchasing protocol: the contract's countersignature and the
+# protected delivery are made by the key handler for purchasing only.
+countersign := object.union(sign, {
+	"script": "keyhandler/countersign",
+	"registration": {"callers": ["purchasing"], "clearance": "confidential:shop", "roles": []},
+})
+
+test_purchasing_may_countersign if {
+	d := gate.decision with input as countersign
+	d.allow
+}
+
+test_outside_may_not_countersign_or_protect if {
+	some script in ["keyhandler/countersign", "keyhandler/protect"]
+	d := gate.decision with input as object.union(countersign, {"script": script, "caller": "outside", "caller_label": "restricted:web"})
+	not d.allow
+	d.reason == "pol.caller_clearance"
+}
+
+test_payment_may_not_countersign if {
+	d := gate.decision with input as object.union(countersign, {"caller": "payment", "caller_label": "confidential:pay"})
+	not d.allow
+}
+
+# Delivery is confirmed by the back office through inside, never from the
+# Internet.
+delivered := {
+	"caller": "inside", "caller_label": "confidential:internal",
+	"target": "purchasing", "target_label": "confidential:shop",
+	"script": "purchasing/delivered", "method": "POST",
+	"registration": {"callers": ["inside"], "clearance": "unclassified", "roles": []},
+	"user": {"name": "", "roles": []},
+}
+
+test_inside_may_confirm_delivery if {
+	d := gate.decision with input as delivered
+	d.allow
+	d.obligations == {}
+}
+
+test_outside_may_not_confirm_delivery if {
+	d := gate.decision with input as object.union(delivered, {"caller": "outside", "caller_label": "restricted:web"})
+	not d.allow
+	d.reason == "pol.caller_not_permitted"
+}
+
+# payment/authorize (and capture, limits): purchasing only, clearance
+# "confidential", which outside (restricted:web) does not dominate.
+authorize := {
+	"caller": "purchasing", "caller_label": "confidential:shop",
+	"target": "payment", "target_label": "confidential:pay",
+	"script": "payment/authorize", "method": "POST",
+	"registration": {"callers": ["purchasing"], "clearance": "confidential", "roles": []},
+	"user": {"name": "", "roles": []},
+}
+
+test_purchasing_may_authorize_payment if {
+	d := gate.decision with input as authorize
+	d.allow
+	d.obligations == {}
+}
+
+test_outside_may_not_authorize_payment if {
+	d := gate.decision with input as object.union(authorize, {"caller": "outside", "caller_label": "restricted:web"})
+	not d.allow
+	d.reason == "pol.caller_clearance"
+}
+
+test_outside_listed_still_lacks_clearance_for_payment if {
+	reg := object.union(authorize.registration, {"callers": ["purchasing", "outside"]})
+	d := gate.decision with input as object.union(authorize, {"caller": "outside", "caller_label": "restricted:web", "registration": reg})
+	not d.allow
+	d.reason == "pol.caller_clearance"
+}
+
+test_inside_may_not_call_payment if {
+	d := gate.decision with input as object.union(authorize, {"caller": "inside", "caller_label": "confidential:internal"})
+	not d.allow
+	d.reason == "pol.caller_not_permitted"
+}
+
+test_purchasing_may_hand_order_to_inside if {
+	d := gate.decision with input as object.union(authorize, {
+		"target": "inside", "target_label": "confidential:internal", "script": "inside/order",
+	})
+	d.allow
+}

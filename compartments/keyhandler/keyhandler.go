@@ -120,9 +120,15 @@ func create(keyPath, certPath string) (crypto.Signer, *x509.Certificate, error) 
 // Certificate is the merchant certificate.
 func (h *Handler) Certificate() *x509.Certificate { return h.cert }
 
-// Handle serves "sign" (body → CMS SignedData, DER) and "certificate".
+// Handle serves "sign" (body → CMS SignedData, DER), "countersign"
+// (offer signed by merchant and buyer → contract), "protect" (document →
+// compressed, signed, encrypted for a recipient) and "certificate".
 func (h *Handler) Handle(_ context.Context, c *callpb.Call) (*callpb.Response, error) {
 	switch c.GetScript() {
+	case "countersign":
+		return h.countersign(c), nil
+	case "protect":
+		return h.protect(c), nil
 	case "sign":
 		if len(c.GetBody()) == 0 {
 			return protocol.Error(400, "empty", "nothing to sign"), nil

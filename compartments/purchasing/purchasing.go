@@ -1,27 +1,34 @@
-// Package purchasing is the purchasing compartment: public catalogue,
-// basket pricing, the merchant's signed offer (signature made by the key
-// handler, reached through the gate agent) and durable orders.
+// Package purchasing is the purchasing compartment (E2S §2.5, §6.2.1.1):
+// buyer organisations and their members, public and private catalogue,
+// basket pricing with VAT by rate, the merchant's signed offer, the buyer's
+// acceptance and the countersigned contract (all signatures by the key
+// handler, reached through the gate agent), payment authorisation and
+// capture (payment compartment), the order to the back office (inside),
+// delivery of soft goods protected for the buyer, the signed file
+// acknowledgement and statements for purchasing managers. Orders,
+// contracts and acknowledgements are kept sealed at rest. API.md is the
+// HTTP interface.
 package purchasing
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
-	"github.com/e2sgate/e2sgate/internal/durable"
+	"github.com/e2sgate/e2sgate/internal/cms"
 )
 
 // Caller reaches other compartments (through the gate agent).
@@ -71,6 +78,7 @@ type Line struct {
 	UnitCents  int64  `json:"unit_cents"`
 	NetCents   int64  `json:"net_cents"`
 	VATPercent int    `json:"vat_percent"`
+	Category   string `json:"category,omitempty"`
 }
 
 // VATGroup is the VAT of all lines with one rate.
@@ -97,33 +105,53 @@ type Offer struct {
 	Issued     string `json:"issued"`
 	ValidUntil string `json:"valid_until"`
 	Terms      string `json:"terms"`
-	Priced
-}
-
-// Order is what is stored for an accepted order.
-type Order struct {
-	OrderID string `json:"order_id"`
-	Created string `json:"created"`
-	User    string `json:"user,omitempty"`
+	Org        string `json:"org,omitempty"`   // the buyer organisation; empty: a quotation only
+	Buyer      string `json:"buyer,omitempty"` // the buyer's certificate fingerprint
+	BuyerName  string `json:"buyer_name,omitempty"`
 	Priced
 }
 
 // Handler serves the purchasing scripts.
 type Handler struct {
-	log    *slog.Logger
-	gate   Caller
-	cat    Catalogue
-	orders string
-	now    func() time.Time
+	log  *slog.Logger
+	gate Caller
+	cat  Catalogue
+	db   *store
+	reg  *registry
+	now  func() time.Time
+
+	authMu     sync.Mutex
+	challenges map[string]time.Time
+	sessions   map[string]session
+
+	certMu   sync.Mutex
+	merchant *x509.Certificate
+
+	locks sync.Map // order id → *sync.Mutex
 }
 
-// New returns the purchasing handler storing orders under dataDir.
+const (
+	merchantName = "e2sgate merchant"
+	publicTerms  = "Payment within 30 days of delivery. Prices net of VAT; VAT shown by rate."
+)
+
+// New returns the purchasing handler keeping its records sealed under
+// dataDir/sealed and reading the enrolment file dataDir/enrolment.json.
 func New(log *slog.Logger, gate Caller, dataDir string) (*Handler, error) {
-	orders := filepath.Join(dataDir, "orders")
-	if err := os.MkdirAll(orders, 0o700); err != nil {
-		return nil, fmt.Errorf("orders dir: %w", err)
+	db, err := openStore(filepath.Join(dataDir, "sealed"))
+	if err != nil {
+		return nil, fmt.Errorf("record store: %w", err)
 	}
-	return &Handler{log: log, gate: gate, cat: DefaultCatalogue, orders: orders, now: time.Now}, nil
+	h := &Handler{log: log, gate: gate, cat: DefaultCatalogue, db: db, now: time.Now,
+		reg:        &registry{path: filepath.Join(dataDir, "enrolment.json"), overrides: map[string]override{}, synced: map[string]bool{}},
+		challenges: map[string]time.Time{}, sessions: map[string]session{}}
+	if _, err := db.get("members", &h.reg.overrides); err != nil {
+		return nil, fmt.Errorf("registered members: %w", err)
+	}
+	if err := h.reg.load(); err != nil {
+		log.Error("enrolment file refused; no organisations until it is fixed", "error", err)
+	}
+	return h, nil
 }
 
 // Handle dispatches on the registered handler name.
@@ -132,18 +160,38 @@ func (h *Handler) Handle(ctx context.Context, c *callpb.Call) (*callpb.Response,
 	case "catalogue":
 		return protocol.JSON(200, h.cat), nil
 	case "basket":
-		p, resp := h.price(c.GetBody())
+		b, resp := h.authenticate(c)
+		if resp != nil {
+			return resp, nil
+		}
+		p, resp := h.price(c.GetBody(), b)
 		if resp != nil {
 			return resp, nil
 		}
 		return protocol.JSON(200, p), nil
+	case "private":
+		return h.private(c), nil
+	case "login":
+		return h.login(ctx, c), nil
+	case "buyers":
+		return h.buyers(ctx, c), nil
 	case "offer":
 		return h.offer(ctx, c), nil
+	case "accept":
+		return h.accept(ctx, c), nil
 	case "order":
 		if c.GetMethod() == "GET" {
-			return h.getOrder(c.GetPathInfo()), nil
+			return h.getOrder(ctx, c), nil
 		}
 		return h.order(c), nil
+	case "delivered":
+		return h.delivered(ctx, c), nil
+	case "delivery":
+		return h.delivery(c), nil
+	case "ack":
+		return h.ack(c), nil
+	case "statement":
+		return h.statement(ctx, c), nil
 	}
 	return protocol.Error(404, "no_handler", "no such handler"), nil
 }
@@ -151,19 +199,21 @@ func (h *Handler) Handle(ctx context.Context, c *callpb.Call) (*callpb.Response,
 // maxQty bounds a line so totals cannot overflow.
 const maxQty = 10000
 
-func (h *Handler) price(body []byte) (*Priced, *callpb.Response) {
-	var b Basket
+// price prices a basket: at list prices, or at the buyer organisation's
+// contract prices for an authenticated buyer.
+func (h *Handler) price(body []byte, b *Buyer) (*Priced, *callpb.Response) {
+	var bk Basket
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
+	if err := dec.Decode(&bk); err != nil {
 		return nil, protocol.Error(400, "bad_basket", "basket must be {\"items\":[{\"sku\":...,\"qty\":...}]}")
 	}
-	if len(b.Items) == 0 || len(b.Items) > 100 {
+	if len(bk.Items) == 0 || len(bk.Items) > 100 {
 		return nil, protocol.Error(400, "bad_basket", "a basket holds 1 to 100 items")
 	}
 	p := &Priced{Currency: h.cat.Currency}
 	vat := map[int]*VATGroup{}
-	for _, it := range b.Items {
+	for _, it := range bk.Items {
 		prod, ok := h.product(it.SKU)
 		if !ok {
 			return nil, protocol.Error(400, "unknown_sku", "unknown sku "+safe(it.SKU))
@@ -171,8 +221,9 @@ func (h *Handler) price(body []byte) (*Priced, *callpb.Response) {
 		if it.Qty < 1 || it.Qty > maxQty {
 			return nil, protocol.Error(400, "bad_qty", fmt.Sprintf("qty must be 1..%d", maxQty))
 		}
-		net := prod.PriceCents * int64(it.Qty)
-		p.Lines = append(p.Lines, Line{prod.SKU, prod.Name, it.Qty, prod.PriceCents, net, prod.VATPercent})
+		unit := h.unitPrice(prod, b)
+		net := unit * int64(it.Qty)
+		p.Lines = append(p.Lines, Line{SKU: prod.SKU, Name: prod.Name, Qty: it.Qty, UnitCents: unit, NetCents: net, VATPercent: prod.VATPercent, Category: prod.Category})
 		g := vat[prod.VATPercent]
 		if g == nil {
 			g = &VATGroup{Percent: prod.VATPercent}
@@ -191,6 +242,15 @@ func (h *Handler) price(body []byte) (*Priced, *callpb.Response) {
 	return p, nil
 }
 
+func (h *Handler) unitPrice(prod Product, b *Buyer) int64 {
+	if b != nil {
+		if c, ok := b.Org.Prices[prod.SKU]; ok && c > 0 {
+			return c
+		}
+	}
+	return prod.PriceCents
+}
+
 func (h *Handler) product(sku string) (Product, bool) {
 	for _, p := range h.cat.Products {
 		if p.SKU == sku {
@@ -200,54 +260,133 @@ func (h *Handler) product(sku string) (Product, bool) {
 	return Product{}, false
 }
 
+// PrivateProduct is a catalogue entry as one organisation sees it.
+type PrivateProduct struct {
+	Product
+	ListCents int64 `json:"list_cents"`
+	Allowed   bool  `json:"allowed"`
+}
+
+// private is the private catalogue (E2S §2.5): the organisation's contract
+// prices and terms and what this buyer may order.
+func (h *Handler) private(c *callpb.Call) *callpb.Response {
+	b, resp := h.mustAuthenticate(c)
+	if resp != nil {
+		return resp
+	}
+	out := struct {
+		Org      map[string]string `json:"org"`
+		Buyer    MemberView        `json:"buyer"`
+		Currency string            `json:"currency"`
+		Terms    string            `json:"terms"`
+		Products []PrivateProduct  `json:"products"`
+	}{Org: map[string]string{"id": b.Org.ID, "name": b.Org.Name}, Buyer: viewOf(b.Org.ID, b.Member), Currency: h.cat.Currency, Terms: h.terms(b)}
+	for _, p := range h.cat.Products {
+		pp := PrivateProduct{Product: p, ListCents: p.PriceCents, Allowed: b.May(p.Category)}
+		pp.PriceCents = h.unitPrice(p, b)
+		out.Products = append(out.Products, pp)
+	}
+	return protocol.JSON(200, out)
+}
+
+func (h *Handler) terms(b *Buyer) string {
+	if b != nil && b.Org.Terms != "" {
+		return b.Org.Terms
+	}
+	return publicTerms
+}
+
+// authority checks the buyer's purchasing authority as its manager set it:
+// every line's category allowed, the total within the limit.
+func authority(b *Buyer, p *Priced) *callpb.Response {
+	for _, l := range p.Lines {
+		if !b.May(l.Category) {
+			return protocol.Error(403, "category", "you may not order "+safe(l.Category)+" goods")
+		}
+	}
+	if p.GrossCents > b.LimitCents {
+		return protocol.Error(402, "over_limit", fmt.Sprintf("the order total %d exceeds your limit of %d", p.GrossCents, b.LimitCents))
+	}
+	return nil
+}
+
+// issuedOffer is what the merchant keeps of each offer made to a buyer, to
+// recognise the acceptance as exactly that offer.
+type issuedOffer struct {
+	OfferID    string `json:"offer_id"`
+	Org        string `json:"org"`
+	Buyer      string `json:"buyer"`
+	ValidUntil string `json:"valid_until"`
+	Content    []byte `json:"content"`   // the exact signed bytes
+	Signature  []byte `json:"signature"` // the merchant's signature value
+}
+
 // offer prices the basket and has the key handler sign the offer document;
-// the answer is the CMS SignedData (DER) with the document inside.
+// the answer is the CMS SignedData (DER) with the document inside. An
+// authenticated buyer's offer names the buyer, uses its organisation's
+// prices and terms, and is kept so that its acceptance can be checked.
 func (h *Handler) offer(ctx context.Context, c *callpb.Call) *callpb.Response {
-	p, resp := h.price(c.GetBody())
+	b, resp := h.authenticate(c)
+	if resp != nil {
+		return resp
+	}
+	p, resp := h.price(c.GetBody(), b)
 	if resp != nil {
 		return resp
 	}
 	now := h.now().UTC()
 	doc := Offer{
-		Type: "e2sgate.offer.v1", OfferID: newID(), Merchant: "e2sgate merchant",
+		Type: "e2sgate.offer.v1", OfferID: newID(), Merchant: merchantName,
 		Issued: now.Format(time.RFC3339), ValidUntil: now.Add(7 * 24 * time.Hour).Format(time.RFC3339),
-		Terms: "Payment within 30 days of delivery. Prices net of VAT; VAT shown by rate.", Priced: *p,
+		Terms: h.terms(b), Priced: *p,
+	}
+	if b != nil {
+		if resp := authority(b, p); resp != nil {
+			return resp
+		}
+		doc.Org, doc.Buyer, doc.BuyerName = b.Org.ID, b.Fingerprint, b.Name
 	}
 	body, err := json.Marshal(doc)
 	if err != nil {
 		return protocol.Error(500, "internal", "cannot encode offer")
 	}
-	sig, err := h.gate.Call(ctx, &callpb.Call{
-		ReqId: c.GetReqId(), Script: "keyhandler/sign", Method: "POST", Body: body,
-		Meta: map[string]string{"CONTENT_TYPE": "application/json"},
-	})
+	der, err := h.sign(ctx, c.GetReqId(), body)
 	if err != nil {
 		h.log.Error("sign offer", "req_id", c.GetReqId(), "error", err)
 		return protocol.Error(502, "sign_unavailable", "the offer could not be signed; try again")
 	}
-	if sig.GetStatus() != 200 {
-		h.log.Error("sign offer refused", "req_id", c.GetReqId(), "status", sig.GetStatus(), "reason", sig.GetReason())
-		return protocol.Error(502, "sign_refused", "the offer could not be signed")
+	if b != nil {
+		cert, err := h.merchantCert(ctx, c.GetReqId())
+		if err != nil {
+			return protocol.Error(503, "sign_unavailable", "the merchant certificate is not available; try again")
+		}
+		signed, err := cms.Verify(der, cms.VerifyOptions{Registered: []*x509.Certificate{cert}})
+		if err != nil || len(signed.Signers) != 1 || !bytes.Equal(signed.Content, body) {
+			h.log.Error("key handler's offer signature does not verify", "req_id", c.GetReqId(), "error", err)
+			return protocol.Error(502, "sign_refused", "the offer could not be signed")
+		}
+		io := issuedOffer{OfferID: doc.OfferID, Org: doc.Org, Buyer: doc.Buyer, ValidUntil: doc.ValidUntil, Content: body, Signature: signed.Signers[0].Signature}
+		if err := h.db.put("offer-"+doc.OfferID, io); err != nil {
+			h.log.Error("store offer", "req_id", c.GetReqId(), "error", err)
+			return protocol.Error(503, "store_failed", "the offer was not stored; try again")
+		}
 	}
-	h.log.Info("offer signed", "req_id", c.GetReqId(), "offer_id", doc.OfferID, "gross_cents", p.GrossCents)
-	return &callpb.Response{Status: 200, Body: sig.GetBody(), Headers: map[string]string{
-		"Content-Type":        "application/pkcs7-mime; smime-type=signed-data",
+	h.log.Info("offer signed", "req_id", c.GetReqId(), "offer_id", doc.OfferID, "org", doc.Org, "gross_cents", p.GrossCents)
+	return &callpb.Response{Status: 200, Body: der, Headers: map[string]string{
+		"Content-Type":        signedDataType,
 		"Content-Disposition": `attachment; filename="offer-` + doc.OfferID + `.p7m"`,
 	}}
 }
 
-// order stores the priced order durably before answering 201.
+// order stores an anonymous priced order (the first slice's unsigned
+// order) sealed and durably before answering 201.
 func (h *Handler) order(c *callpb.Call) *callpb.Response {
-	p, resp := h.price(c.GetBody())
+	p, resp := h.price(c.GetBody(), nil)
 	if resp != nil {
 		return resp
 	}
-	o := Order{OrderID: newID(), Created: h.now().UTC().Format(time.RFC3339Nano), User: c.GetUser(), Priced: *p}
-	b, err := json.Marshal(o)
-	if err != nil {
-		return protocol.Error(500, "internal", "cannot encode order")
-	}
-	if err := durable.WriteFile(filepath.Join(h.orders, o.OrderID+".json"), b, 0o600); err != nil {
+	o := Order{OrderID: newID(), Created: h.now().UTC().Format(time.RFC3339Nano), Status: StatusStored, User: c.GetUser(), Priced: *p}
+	if err := h.db.put("order-"+o.OrderID, o); err != nil {
 		h.log.Error("store order", "req_id", c.GetReqId(), "error", err)
 		return protocol.Error(503, "store_failed", "the order was not stored; nothing was charged; try again")
 	}
@@ -257,24 +396,67 @@ func (h *Handler) order(c *callpb.Call) *callpb.Response {
 	return r
 }
 
-var idRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+var (
+	idRE    = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	orgIDRE = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+)
 
-func (h *Handler) getOrder(pathInfo string) *callpb.Response {
-	id := pathInfo
-	if len(id) > 0 && id[0] == '/' {
-		id = id[1:]
-	}
+// pathID is the 32-hex id in a call's PATH_INFO.
+func pathID(c *callpb.Call) (string, *callpb.Response) {
+	id := strings.TrimPrefix(c.GetPathInfo(), "/")
 	if !idRE.MatchString(id) {
-		return protocol.Error(400, "bad_order_id", "order id is 32 hex digits")
+		return "", protocol.Error(400, "bad_order_id", "order id is 32 hex digits")
 	}
-	b, err := os.ReadFile(filepath.Join(h.orders, id+".json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return protocol.Error(404, "no_order", "no such order")
-	}
+	return id, nil
+}
+
+// loadOrder reads an order; a nil order with a nil answer does not exist.
+func (h *Handler) loadOrder(reqID, id string) (*Order, *callpb.Response) {
+	var o Order
+	ok, err := h.db.get("order-"+id, &o)
 	if err != nil {
-		return protocol.Error(500, "read_failed", "the order could not be read")
+		h.log.Error("read order", "req_id", reqID, "order_id", id, "error", err)
+		return nil, protocol.Error(500, "read_failed", "the order could not be read")
 	}
-	return &callpb.Response{Status: 200, Headers: map[string]string{"Content-Type": "application/json"}, Body: b}
+	if !ok {
+		return nil, protocol.Error(404, "no_order", "no such order")
+	}
+	return &o, nil
+}
+
+// getOrder shows an order to its buyer or a manager of its organisation;
+// an anonymous order to whoever has its id.
+func (h *Handler) getOrder(ctx context.Context, c *callpb.Call) *callpb.Response {
+	id, resp := pathID(c)
+	if resp != nil {
+		return resp
+	}
+	o, resp := h.loadOrder(c.GetReqId(), id)
+	if resp != nil {
+		return resp
+	}
+	if o.Org != "" {
+		b, resp := h.mustAuthenticate(c)
+		if resp != nil {
+			return resp
+		}
+		if !mayRead(b, o) {
+			return protocol.Error(404, "no_order", "no such order")
+		}
+		if o.BackOffice == "pending" && o.Authorization != nil {
+			unlock := h.lock(o.OrderID)
+			if cur, resp := h.loadOrder(c.GetReqId(), o.OrderID); resp == nil && cur.BackOffice == "pending" {
+				h.handToBackOffice(ctx, c.GetReqId(), cur)
+				o = cur
+			}
+			unlock()
+		}
+	}
+	return protocol.JSON(200, o.view())
+}
+
+func mayRead(b *Buyer, o *Order) bool {
+	return b.Fingerprint == o.Buyer || (b.IsManager() && b.Org.ID == o.Org)
 }
 
 func newID() string {

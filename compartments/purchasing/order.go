@@ -1,0 +1,368 @@
+package purchasing
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/e2sgate/e2sgate/compartments/protocol"
+	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
+	"github.com/e2sgate/e2sgate/internal/cms"
+)
+
+// Order states.
+const (
+	StatusStored       = "stored"       // an anonymous order of the first slice
+	StatusAccepted     = "accepted"     // contract made, payment authorised
+	StatusDelivered    = "delivered"    // goods protected for the buyer, capture asked
+	StatusAcknowledged = "acknowledged" // the buyer's signed acknowledgement is stored
+)
+
+// Authorization is payment's answer to payment/authorize.
+type Authorization struct {
+	Approved     bool   `json:"approved"`
+	AuthCode     string `json:"auth_code,omitempty"`
+	ResponseCode string `json:"response_code,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+	At           string `json:"at,omitempty"`
+}
+
+// Delivery is the soft goods as delivered.
+type Delivery struct {
+	FileName   string `json:"file_name"`
+	Content    []byte `json:"content"`     // the document (kept to check the acknowledgement)
+	SignedData []byte `json:"signed_data"` // the merchant's SignedData inside the encryption
+	Message    []byte `json:"message"`     // what the buyer downloads
+	At         string `json:"at"`
+}
+
+// Capture is payment's answer to payment/capture.
+type Capture struct {
+	Captured bool   `json:"captured"`
+	Detail   string `json:"detail,omitempty"`
+	At       string `json:"at"`
+}
+
+// Ack is the buyer's verified signed file acknowledgement.
+type Ack struct {
+	DER      []byte `json:"der"`
+	FileName string `json:"file_name"`
+	FileSize int64  `json:"file_size"`
+	At       string `json:"at"`
+}
+
+// Order is what the merchant keeps of an order.
+type Order struct {
+	OrderID       string         `json:"order_id"`
+	Created       string         `json:"created"`
+	Status        string         `json:"status"`
+	User          string         `json:"user,omitempty"`
+	Org           string         `json:"org,omitempty"`
+	Buyer         string         `json:"buyer,omitempty"`
+	BuyerName     string         `json:"buyer_name,omitempty"`
+	Terms         string         `json:"terms,omitempty"`
+	Contract      []byte         `json:"contract,omitempty"`
+	Authorization *Authorization `json:"authorization,omitempty"`
+	BackOffice    string         `json:"back_office,omitempty"`
+	Delivery      *Delivery      `json:"delivery,omitempty"`
+	Capture       *Capture       `json:"capture,omitempty"`
+	Ack           *Ack           `json:"acknowledgement,omitempty"`
+	Priced
+}
+
+// view is the order as the buyer sees it: no delivered document in clear.
+func (o *Order) view() any {
+	v := *o
+	type deliveryView struct {
+		FileName string `json:"file_name"`
+		At       string `json:"at"`
+	}
+	type ackView struct {
+		FileName string `json:"file_name"`
+		FileSize int64  `json:"file_size"`
+		At       string `json:"at"`
+	}
+	out := struct {
+		Order
+		Delivery *deliveryView `json:"delivery,omitempty"`
+		Ack      *ackView      `json:"acknowledgement,omitempty"`
+	}{Order: v}
+	if o.Delivery != nil {
+		out.Delivery = &deliveryView{o.Delivery.FileName, o.Delivery.At}
+	}
+	if o.Ack != nil {
+		out.Ack = &ackView{o.Ack.FileName, o.Ack.FileSize, o.Ack.At}
+	}
+	out.Order.Delivery, out.Order.Ack = nil, nil
+	return out
+}
+
+// call makes a call through the gate agent: GET without a body, else a
+// JSON POST.
+func (h *Handler) call(ctx context.Context, reqID, script string, body []byte) (*callpb.Response, error) {
+	return h.callAs(ctx, reqID, script, "application/json", body)
+}
+
+// callAs is call with the body's content type.
+func (h *Handler) callAs(ctx context.Context, reqID, script, ctype string, body []byte) (*callpb.Response, error) {
+	if h.gate == nil {
+		return nil, fmt.Errorf("%s: no gate", script)
+	}
+	method := "POST"
+	if body == nil {
+		method, ctype = "GET", ""
+	}
+	c := &callpb.Call{ReqId: reqID, Script: script, Method: method, Body: body, Meta: map[string]string{}}
+	if ctype != "" {
+		c.Meta["CONTENT_TYPE"] = ctype
+	}
+	return h.gate.Call(ctx, c)
+}
+
+// sign has the key handler sign content (attached SignedData, DER).
+func (h *Handler) sign(ctx context.Context, reqID string, content []byte) ([]byte, error) {
+	r, err := h.callAs(ctx, reqID, "keyhandler/sign", "application/octet-stream", content)
+	if err != nil {
+		return nil, err
+	}
+	if r.GetStatus() != 200 {
+		return nil, fmt.Errorf("keyhandler/sign: status %d %s", r.GetStatus(), r.GetReason())
+	}
+	return r.GetBody(), nil
+}
+
+// merchantCert is the key handler's certificate, fetched once.
+func (h *Handler) merchantCert(ctx context.Context, reqID string) (*x509.Certificate, error) {
+	h.certMu.Lock()
+	defer h.certMu.Unlock()
+	if h.merchant != nil {
+		return h.merchant, nil
+	}
+	r, err := h.call(ctx, reqID, "keyhandler/certificate", nil)
+	if err != nil {
+		return nil, err
+	}
+	if r.GetStatus() != 200 {
+		return nil, fmt.Errorf("keyhandler/certificate: status %d", r.GetStatus())
+	}
+	c, err := parseCertPEM(string(r.GetBody()))
+	if err != nil {
+		return nil, fmt.Errorf("keyhandler/certificate: %w", err)
+	}
+	h.merchant = c
+	return c, nil
+}
+
+// lock serialises the steps of one order.
+func (h *Handler) lock(id string) func() {
+	m, _ := h.locks.LoadOrStore(id, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// Card is the purchasing card the buyer pays with; it goes to payment and
+// is never stored here.
+type Card struct {
+	PAN    string `json:"pan"`
+	Expiry string `json:"expiry"`
+}
+
+// AcceptRequest is the body of purchasing/accept.
+type AcceptRequest struct {
+	Acceptance []byte `json:"acceptance"` // the offer with the buyer's signature added, DER (base64 in JSON)
+	Card       Card   `json:"card"`
+}
+
+func contractResponse(status int, o *Order) *callpb.Response {
+	return &callpb.Response{Status: int32(status), Body: o.Contract, Headers: map[string]string{
+		"Content-Type":        signedDataType,
+		"Content-Disposition": `attachment; filename="contract-` + o.OrderID + `.p7m"`,
+		"Location":            "/cgi-bin/purchasing/order/" + o.OrderID,
+	}}
+}
+
+const signedDataType = "application/pkcs7-mime; smime-type=signed-data"
+
+// accept is E2S §6.2.1.1 steps 6–7: the buyer's signed acceptance of an
+// offer this merchant issued becomes the countersigned contract.
+func (h *Handler) accept(ctx context.Context, c *callpb.Call) *callpb.Response {
+	var req AcceptRequest
+	dec := json.NewDecoder(bytes.NewReader(c.GetBody()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || len(req.Acceptance) == 0 {
+		return protocol.Error(400, "bad_acceptance", `want {"acceptance":"<base64 DER>","card":{"pan","expiry"}}`)
+	}
+	// 1. Which offer? The content names it; nothing is trusted yet.
+	loose, err := cms.Verify(req.Acceptance, cms.VerifyOptions{SkipTrust: true})
+	if err != nil {
+		h.log.Warn("acceptance refused", "req_id", c.GetReqId(), "error", err)
+		return protocol.Error(403, "bad_signature", "the acceptance's signatures do not verify")
+	}
+	var doc Offer
+	if err := json.Unmarshal(loose.Content, &doc); err != nil || !idRE.MatchString(doc.OfferID) {
+		return protocol.Error(409, "not_issued", "the content is not an offer this merchant issued")
+	}
+	var issued issuedOffer
+	ok, err := h.db.get("offer-"+doc.OfferID, &issued)
+	if err != nil {
+		h.log.Error("read offer", "req_id", c.GetReqId(), "error", err)
+		return protocol.Error(500, "read_failed", "the offer could not be read")
+	}
+	// 2. Exactly the bytes issued, nothing altered.
+	if !ok || !bytes.Equal(issued.Content, loose.Content) {
+		h.log.Warn("acceptance of an altered or unknown offer", "req_id", c.GetReqId(), "offer_id", doc.OfferID, "known", ok)
+		return protocol.Error(409, "not_issued", "the content is not exactly an offer this merchant issued")
+	}
+	// 3. Signed by this merchant (that very signature) and by the buyer the
+	// offer was made to, with the buyer's registered certificate.
+	b := h.lookup(issued.Buyer)
+	if b == nil || b.Org.ID != issued.Org {
+		return protocol.Error(403, "unknown_buyer", "the buyer of this offer is no longer registered")
+	}
+	if b.Revoked {
+		return protocol.Error(403, "revoked", "this buyer's registration is revoked")
+	}
+	merchant, err := h.merchantCert(ctx, c.GetReqId())
+	if err != nil {
+		h.log.Error("merchant certificate", "req_id", c.GetReqId(), "error", err)
+		return protocol.Error(503, "sign_unavailable", "the merchant certificate is not available; try again")
+	}
+	now := h.now()
+	signed, err := cms.Verify(req.Acceptance, cms.VerifyOptions{Registered: []*x509.Certificate{merchant, b.Cert}, CurrentTime: now})
+	if err != nil || len(signed.Signers) != 2 ||
+		!signed.Signers[0].Certificate.Equal(merchant) || !bytes.Equal(signed.Signers[0].Signature, issued.Signature) ||
+		!signed.Signers[1].Certificate.Equal(b.Cert) {
+		h.log.Warn("acceptance signature refused", "req_id", c.GetReqId(), "offer_id", doc.OfferID, "error", err)
+		return protocol.Error(403, "bad_signature", "the acceptance must carry the merchant's offer signature and the buyer's, by its registered certificate")
+	}
+	unlock := h.lock(doc.OfferID)
+	defer unlock()
+	// An offer accepted before: the same contract again.
+	if o, resp := h.loadOrder(c.GetReqId(), doc.OfferID); resp == nil {
+		return contractResponse(200, o)
+	} else if resp.GetStatus() != 404 {
+		return resp
+	}
+	if until, err := time.Parse(time.RFC3339, issued.ValidUntil); err != nil || now.After(until) {
+		return protocol.Error(410, "expired", "the offer has expired; ask for a new one")
+	}
+	// 4. The buyer's purchasing authority, as its manager set it.
+	if resp := authority(b, &doc.Priced); resp != nil {
+		return resp
+	}
+	// 5. Payment authorises (the order id is the offer id: a retry after a
+	// crash is the same authorisation, never a second charge).
+	auth, resp := h.authorize(ctx, c.GetReqId(), b, &doc, req.Card)
+	if resp != nil {
+		return resp
+	}
+	// 6. The merchant confirms: countersignature and third signature.
+	r, err := h.callAs(ctx, c.GetReqId(), "keyhandler/countersign", "application/pkcs7-mime", req.Acceptance)
+	if err != nil || r.GetStatus() != 200 {
+		h.log.Error("countersign", "req_id", c.GetReqId(), "error", err, "status", r.GetStatus(), "reason", r.GetReason())
+		return protocol.Error(502, "sign_unavailable", "the contract could not be signed; try again (payment is not charged twice)")
+	}
+	contract := r.GetBody()
+	cs, err := cms.Verify(contract, cms.VerifyOptions{Registered: []*x509.Certificate{merchant, b.Cert}, CurrentTime: now})
+	if err != nil || len(cs.Signers) != 3 || !bytes.Equal(cs.Content, issued.Content) || !cs.Signers[2].Certificate.Equal(merchant) {
+		h.log.Error("key handler's contract does not verify", "req_id", c.GetReqId(), "error", err)
+		return protocol.Error(502, "sign_refused", "the contract could not be signed")
+	}
+	// 7. Stored durably, sealed, before anyone hears of it.
+	o := &Order{OrderID: doc.OfferID, Created: now.UTC().Format(time.RFC3339Nano), Status: StatusAccepted,
+		User: c.GetUser(), Org: b.Org.ID, Buyer: b.Fingerprint, BuyerName: b.Name, Terms: doc.Terms,
+		Contract: contract, Authorization: auth, BackOffice: "pending", Priced: doc.Priced}
+	if err := h.db.put("order-"+o.OrderID, o); err != nil {
+		h.log.Error("store order", "req_id", c.GetReqId(), "error", err)
+		return protocol.Error(503, "store_failed", "the order was not stored; try again (payment is not charged twice)")
+	}
+	h.log.Info("contract made", "req_id", c.GetReqId(), "order_id", o.OrderID, "org", o.Org, "gross_cents", o.GrossCents, "auth_code", auth.AuthCode)
+	// 8. To the back office.
+	h.handToBackOffice(ctx, c.GetReqId(), o)
+	return contractResponse(201, o)
+}
+
+// authorize asks payment for the authorisation of the order total.
+func (h *Handler) authorize(ctx context.Context, reqID string, b *Buyer, doc *Offer, card Card) (*Authorization, *callpb.Response) {
+	if !h.limitsSynced(b.Fingerprint) {
+		h.syncLimits(ctx, reqID, b) // payment refuses what it has no limits for
+	}
+	body, _ := json.Marshal(map[string]any{
+		"order_id": doc.OfferID, "org": b.Org.ID, "buyer": b.Fingerprint,
+		"amount_cents": doc.GrossCents, "currency": doc.Currency, "category": mainCategory(&doc.Priced),
+		"card": card,
+	})
+	r, err := h.call(ctx, reqID, "payment/authorize", body)
+	if err != nil || r.GetStatus() != 200 {
+		h.log.Error("payment/authorize", "req_id", reqID, "error", err, "status", r.GetStatus(), "reason", r.GetReason())
+		return nil, protocol.Error(503, "payment_unavailable", "payment could not be authorised now; try again")
+	}
+	var a Authorization
+	if err := json.Unmarshal(r.GetBody(), &a); err != nil {
+		return nil, protocol.Error(503, "payment_unavailable", "payment answered what this merchant cannot read")
+	}
+	a.At = h.now().UTC().Format(time.RFC3339)
+	if !a.Approved {
+		h.log.Info("payment declined", "req_id", reqID, "order_id", doc.OfferID, "response_code", a.ResponseCode, "reason", a.Reason)
+		resp := protocol.JSON(402, map[string]string{"error": "payment_declined", "message": "the payment was declined", "reason": a.Reason, "response_code": a.ResponseCode})
+		resp.Reason = "payment_declined"
+		return nil, resp
+	}
+	return &a, nil
+}
+
+// mainCategory is the category with the largest share of the order, which
+// payment's single category field carries (every line's category has been
+// checked against the buyer's allowed categories already).
+func mainCategory(p *Priced) string {
+	sums := map[string]int64{}
+	for _, l := range p.Lines {
+		sums[l.Category] += l.NetCents
+	}
+	best, bestSum := "", int64(-1)
+	cats := make([]string, 0, len(sums))
+	for c := range sums {
+		cats = append(cats, c)
+	}
+	sort.Strings(cats)
+	for _, c := range cats {
+		if sums[c] > bestSum {
+			best, bestSum = c, sums[c]
+		}
+	}
+	return best
+}
+
+// BackOfficeOrder is what inside/order gets.
+type BackOfficeOrder struct {
+	OrderID   string `json:"order_id"`
+	Org       string `json:"org"`
+	Buyer     string `json:"buyer"`
+	BuyerName string `json:"buyer_name"`
+	AuthCode  string `json:"auth_code"`
+	Contract  []byte `json:"contract"`
+	Priced
+}
+
+// handToBackOffice gives the accepted order to inside/order and records
+// whether it was taken; one not taken stays "pending" and is handed again
+// on the buyer's next look at the order.
+func (h *Handler) handToBackOffice(ctx context.Context, reqID string, o *Order) {
+	body, _ := json.Marshal(BackOfficeOrder{OrderID: o.OrderID, Org: o.Org, Buyer: o.Buyer, BuyerName: o.BuyerName,
+		AuthCode: o.Authorization.AuthCode, Contract: o.Contract, Priced: o.Priced})
+	r, err := h.call(ctx, reqID, "inside/order", body)
+	if err != nil || r.GetStatus()/100 != 2 {
+		h.log.Warn("back office did not take the order", "req_id", reqID, "order_id", o.OrderID, "error", err, "status", r.GetStatus())
+		return
+	}
+	o.BackOffice = "handed"
+	if err := h.db.put("order-"+o.OrderID, o); err != nil {
+		h.log.Error("store order", "req_id", reqID, "order_id", o.OrderID, "error", err)
+	}
+}
