@@ -14,8 +14,9 @@ all: build
 deps: ## install the Debian packages and Go modules the build and tests need
 	@./.ci/deps
 
-build: ## build every program into bin/ (static, no cgo)
+build: ## build every program into bin/ (appliance programs static; e2s with cgo for PKCS#11)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(PROGRAMS))
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/e2s
 
 run: deps build ## start the appliance on its embedded defaults (or CONFIG=file)
 	$(BIN)/e2sgated $(if $(CONFIG),-config $(CONFIG))
