@@ -68,6 +68,9 @@ var commands = []command{
 	{"protect", "-to PARTNER [-ack] [-cipher aes-256-gcm|aes-256-cbc] [-keep SIGNED] IN OUT", "compress, sign and encrypt IN for PARTNER (-ack requests a signed receipt)", 2, cmdProtect},
 	{"open", "[-from PARTNER] [-ack-out ACK] [-name NAME] IN OUT", "decrypt, verify and decompress IN; -ack-out writes the signed file acknowledgement", 2, cmdOpen},
 	{"verify-ack", "-original PROTECTED ACK", "check that ACK acknowledges exactly the document in PROTECTED (a file you protected)", 1, cmdVerifyAck},
+	{"keystore init", "[-label L] [-type rsa-3072|ecdsa-p256|...]", "same as keygen: make the credential the config names", 0, cmdKeygen},
+	{"keystore export-cert", "[-out FILE]", "same as cert export", 0, cmdCertExport},
+	{"sign", "--detached --header FILE", "same as sign-header (the only signing mode apart from protect)", 1, cmdSign},
 	{"sign-header", "FILE", "print the header signature value over FILE (detached CMS, SHA-512, no certificates, base64)", 1, cmdSignHeader},
 	{"verify-header", "-from PARTNER FILE VALUE", "check a header signature VALUE over FILE against PARTNER's certificate", 2, cmdVerifyHeader},
 	{"seal", "[-key PUBKEY.pem] IN OUT", "seal IN in a sealed envelope for an RSA public key (default: your own)", 2, cmdSeal},
@@ -325,6 +328,20 @@ func cmdSignHeader(fs *flag.FlagSet) func(*env, []string) error {
 		}
 		e.printf("%s\n", v)
 		return nil
+	}
+}
+
+// cmdSign is sign-header under the issue's spelling, `sign --detached
+// --header`; attached signatures are made by protect.
+func cmdSign(fs *flag.FlagSet) func(*env, []string) error {
+	detached := fs.Bool("detached", false, "detached signature (required)")
+	header := fs.Bool("header", false, "print it as a header value (required)")
+	signHeader := cmdSignHeader(fs)
+	return func(e *env, args []string) error {
+		if !*detached || !*header {
+			return fmt.Errorf("sign supports only --detached --header; use protect for a signed and encrypted document: %w", client.ErrUsage)
+		}
+		return signHeader(e, args)
 	}
 }
 
