@@ -2,6 +2,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,8 +12,12 @@ import (
 )
 
 func main() {
-	err := protocol.Main(func(_ protocol.Env, log *slog.Logger, _ *protocol.Gate) (protocol.Compartment, error) {
-		return payment.New(log), nil
+	err := protocol.Main(func(env protocol.Env, log *slog.Logger, _ *protocol.Gate) (protocol.Compartment, error) {
+		var cfg payment.Config
+		if err := json.Unmarshal(env.Config, &cfg); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		return payment.New(log, cfg, env.DataDir, nil)
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "payment:", err)

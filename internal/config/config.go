@@ -38,7 +38,23 @@ type Config struct {
 	Restart      Restart      `yaml:"restart"`
 	Internal     Internal     `yaml:"internal_network"`
 	Outside      Outside      `yaml:"outside"`
+	Payment      Payment      `yaml:"payment"`
+	BackOffice   BackOffice   `yaml:"back_office"`
 	Compartments Compartments `yaml:"compartments"`
+}
+
+// Payment is how the payment compartment reaches the acquirer: only through
+// the inside compartment's SOCKS filter, which allows exactly Acquirer (and
+// so does the inside compartment's network allowlist).
+type Payment struct {
+	Acquirer     string        `yaml:"acquirer"`      // ip:port on the internal network; empty: none
+	AcquirerCert string        `yaml:"acquirer_cert"` // PEM file of the acquirer's certificate, pinned
+	Timeout      time.Duration `yaml:"timeout"`       // per request to the acquirer
+}
+
+// BackOffice is where accepted orders go to the merchant's order processing.
+type BackOffice struct {
+	SpoolDir string `yaml:"spool_dir"` // empty: <data_dir>/inside/spool
 }
 
 // Compartments has one section per compartment; a fixed struct, so a file
@@ -108,6 +124,7 @@ func Default() *Config {
 		Runtime:     "runc",
 		Confinement: "required",
 		Internal:    Internal{InsideAddress: "10.77.0.2/24"},
+		Payment:     Payment{Timeout: 10 * time.Second},
 		Restart:     Restart{InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxCrashes: 5, Window: time.Minute},
 		Outside:     Outside{MaxBody: 1 << 20, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, CallTimeout: 20 * time.Second},
 		Compartments: Compartments{
@@ -185,6 +202,20 @@ func (c *Config) Validate() error {
 		if _, err := netip.ParseAddrPort(a); err != nil {
 			return invalid("internal_network.allow", "%q is not ip:port", a)
 		}
+	}
+	if p := c.Payment; p.Acquirer != "" || p.AcquirerCert != "" {
+		if _, err := netip.ParseAddrPort(p.Acquirer); err != nil {
+			return invalid("payment.acquirer", "%q is not ip:port", p.Acquirer)
+		}
+		if !strings.HasPrefix(p.AcquirerCert, "/") {
+			return invalid("payment.acquirer_cert", "%q must be the absolute path of the acquirer's certificate (PEM)", p.AcquirerCert)
+		}
+	}
+	if c.Payment.Timeout <= 0 {
+		return invalid("payment.timeout", "must be positive")
+	}
+	if d := c.BackOffice.SpoolDir; d != "" && !strings.HasPrefix(d, "/") {
+		return invalid("back_office.spool_dir", "%q must be an absolute path", d)
 	}
 	o := c.Outside
 	if o.MaxBody <= 0 || o.MaxBody > 64<<20 {

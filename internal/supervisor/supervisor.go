@@ -88,6 +88,7 @@ type Supervisor struct {
 	gateIn   io.Writer // control pipe of the running gate agent, or nil
 	attached map[string]gateagent.Attachment
 	pending  []gateagent.Event // to audit once a gate agent runs
+	socks    []*os.File        // SOCKS listeners handed to inside (filters.go)
 	status   Status
 }
 
@@ -129,6 +130,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err := s.prepare(); err != nil {
 		return err
 	}
+	if err := s.prepareSocks(); err != nil {
+		return err
+	}
+	defer s.closeSocks()
 	l, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("bind web front %s: %w", s.cfg.Listen, err)
@@ -480,6 +485,9 @@ func (s *Supervisor) start(ctx context.Context, name string) (sandbox.Process, s
 	case "inside":
 		spec.Network = s.insideNetwork()
 	}
+	if err := s.commerceSpec(&spec); err != nil {
+		return nil, "", err
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, "", err
@@ -501,7 +509,7 @@ func (s *Supervisor) start(ctx context.Context, name string) (sandbox.Process, s
 	}
 	go func() { // whatever the program prints later goes to our log stream
 		defer r.Close()
-		io.Copy(os.Stderr, r)
+		s.relayOutput(name, r)
 	}()
 	return p, addr, nil
 }
@@ -510,7 +518,11 @@ func (s *Supervisor) start(ctx context.Context, name string) (sandbox.Process, s
 // (validated with the config).
 func (s *Supervisor) insideNetwork() sandbox.Network {
 	n := sandbox.Network{Mode: sandbox.NetVeth, Address: netip.MustParsePrefix(s.cfg.Internal.InsideAddress)}
-	for _, a := range s.cfg.Internal.Allow {
+	allow := s.cfg.Internal.Allow
+	if a := s.cfg.Payment.Acquirer; a != "" { // the SOCKS filter's one way out for payment
+		allow = append(allow[:len(allow):len(allow)], a)
+	}
+	for _, a := range allow {
 		ap := netip.MustParseAddrPort(a)
 		n.Allow = append(n.Allow, sandbox.Endpoint{Prefix: netip.PrefixFrom(ap.Addr(), ap.Addr().BitLen()), Port: ap.Port()})
 	}
