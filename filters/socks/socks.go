@@ -136,6 +136,7 @@ func (f *Filter) serve(c net.Conn) {
 	up, err := f.Dial(ctx, "tcp", ap.String())
 	cancel()
 	if err != nil {
+		f.Log.Warn("socks dial failed", "caller", f.Caller, "dest", dest, "error", err)
 		reply(c, repHostUnreach, nil)
 		f.audit(dest, "deny", ReasonDialFailed)
 		return

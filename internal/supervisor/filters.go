@@ -40,6 +40,9 @@ func SocksSocket(runDir, caller string) string {
 func (s *Supervisor) prepareSocks() error {
 	for _, caller := range socksCallers {
 		dir := s.socksDir(caller)
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return fmt.Errorf("socks dir: %w", err)
+		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("socks dir: %w", err)
 		}
