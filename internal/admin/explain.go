@@ -6,8 +6,6 @@ import (
 	"sort"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 )
 
@@ -19,8 +17,9 @@ type Explainer struct {
 	Labels  map[string]string        // compartment → label
 }
 
-// LoadReasons reads reason-id files (YAML maps id → text) from fsys;
-// missing files are skipped.
+// LoadReasons reads reason-id files from fsys: one "id: text" per line,
+// "#" comments (read line by line, so a colon in the text is fine); missing
+// files are skipped.
 func LoadReasons(fsys fs.FS, files ...string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, f := range files {
@@ -28,12 +27,16 @@ func LoadReasons(fsys fs.FS, files ...string) (map[string]string, error) {
 		if err != nil {
 			continue
 		}
-		m := map[string]string{}
-		if err := yaml.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("reasons %s: %w", f, err)
-		}
-		for k, v := range m {
-			out[k] = v
+		for i, l := range strings.Split(string(b), "\n") {
+			l = strings.TrimSpace(l)
+			if l == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			id, text, ok := strings.Cut(l, ": ")
+			if !ok || strings.ContainsAny(id, " \t") {
+				return nil, fmt.Errorf("reasons %s line %d: want \"id: text\"", f, i+1)
+			}
+			out[id] = strings.TrimSpace(text)
 		}
 	}
 	return out, nil

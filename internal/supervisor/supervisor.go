@@ -130,6 +130,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err := s.prepare(); err != nil {
 		return err
 	}
+	stopAdmin, err := s.startAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	if err := s.prepareSocks(); err != nil {
 		return err
 	}
@@ -256,7 +261,7 @@ func (s *Supervisor) superviseGate(ctx context.Context) {
 }
 
 func (s *Supervisor) runGate(ctx context.Context) error {
-	gc := gateagent.Config{PolicyDir: s.cfg.PolicyDir, AuditLog: filepath.Join(s.cfg.DataDir, "audit", "audit.log")}
+	gc := gateagent.Config{PolicyDir: s.policyDir(), AuditLog: filepath.Join(s.cfg.DataDir, "audit", "audit.log")}
 	for _, n := range config.Names {
 		c := s.cfg.Compartments.ByName()[n]
 		gc.Compartments = append(gc.Compartments, gateagent.CompartmentConfig{

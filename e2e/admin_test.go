@@ -1,0 +1,427 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/e2sgate/e2sgate/internal/auditlog"
+	"github.com/e2sgate/e2sgate/policies"
+)
+
+// Operator accounts of the admin tests: real uids, no entry in /etc/passwd
+// needed (the supervisor knows callers by uid from SO_PEERCRED).
+const (
+	uidSam   = 61001 // secadmin
+	uidSue   = 61002 // secadmin
+	uidKeys  = 61003 // keyadmin
+	uidAda   = 61004 // auditor
+	uidOtto  = 61005 // operator
+	uidCora  = 61006 // contentmgr
+	uidNoone = 61007 // no role
+)
+
+const adminRoles = `version: 1
+accounts:
+  - {uid: 61001, name: sam, roles: [secadmin]}
+  - {uid: 61002, name: sue, roles: [secadmin]}
+  - {uid: 61003, name: kim, roles: [keyadmin]}
+  - {uid: 61004, name: ada, roles: [auditor]}
+  - {uid: 61005, name: otto, roles: [operator]}
+  - {uid: 61006, name: cora, roles: [contentmgr]}
+`
+
+var buildCtl sync.Once
+
+// ctl runs e2sctl as uid against the appliance's admin socket.
+func (a *appliance) ctl(uid int, args ...string) (int, string) {
+	a.t.Helper()
+	buildCtl.Do(func() {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "e2sctl"), "../cmd/e2sctl").CombinedOutput()
+		if err != nil {
+			a.t.Fatalf("build e2sctl: %v %s", err, out)
+		}
+	})
+	cmd := exec.Command(filepath.Join(binDir, "e2sctl"), args...)
+	cmd.Env = []string{"E2S_ADMIN_SOCKET=" + filepath.Join(a.runDir(), "admin.sock")}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), NoSetGroups: true}}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		a.t.Fatalf("e2sctl %v: %v", args, err)
+	}
+	return code, out.String()
+}
+
+// policyDir writes the embedded policy set, with roles and changes, to a
+// directory every test uid can read.
+func policyDir(t *testing.T, edits map[string]func(string) string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "e2sgate-policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	names, _ := fs.Glob(policies.Default, "*")
+	for _, n := range names {
+		b, _ := fs.ReadFile(policies.Default, n)
+		s := string(b)
+		if n == "roles.yaml" {
+			s = adminRoles
+		}
+		if e := edits[n]; e != nil {
+			s = e(s)
+		}
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func (a *appliance) get(path string) (int, string, error) {
+	resp, err := a.client.Get(a.URL + path)
+	if err != nil {
+		return 0, "", err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("X-E2S-Reason"), nil
+}
+
+// waitFor polls cond (an observable outcome, not a time) up to a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("never happened: %s", what)
+}
+
+// Every command × every role, through the real admin socket, each e2sctl
+// run under its own uid: a role can do its commands and nothing else, and
+// every denial names the missing authorization and is audited.
+func TestAdminCommandAuthorizations(t *testing.T) {
+	pol := policyDir(t, nil)
+	a := startAppliance(t, "policy_dir: "+pol+"\n")
+
+	type role struct {
+		name string
+		uid  int
+	}
+	roles := []role{{"secadmin", uidSam}, {"keyadmin", uidKeys}, {"auditor", uidAda}, {"operator", uidOtto}, {"contentmgr", uidCora}, {"none", uidNoone}}
+	all := []string{"secadmin", "keyadmin", "auditor", "operator", "contentmgr"}
+	commands := []struct {
+		args    []string
+		auth    string
+		allowed []string
+	}{
+		{[]string{"whoami"}, "session", all},
+		{[]string{"proposals"}, "session", all},
+		{[]string{"status"}, "appliance.status", []string{"operator"}},
+		{[]string{"metrics"}, "appliance.status", []string{"operator"}},
+		{[]string{"compartment", "restart", "nosuch"}, "appliance.control", []string{"operator"}},
+		{[]string{"audit", "verify"}, "audit.read", []string{"auditor"}},
+		{[]string{"audit", "tail", "-n", "3"}, "audit.read", []string{"auditor"}},
+		{[]string{"audit", "search", "-decision", "deny"}, "audit.read", []string{"auditor"}},
+		{[]string{"explain", "pol.caller_clearance"}, "explain", []string{"secadmin", "auditor", "operator"}},
+		{[]string{"policy", "show"}, "policy.read", []string{"secadmin"}},
+		{[]string{"policy", "check", pol}, "policy.write", []string{"secadmin"}},
+		{[]string{"policy", "propose", pol}, "policy.write", []string{"secadmin"}},
+		{[]string{"policy", "rollback"}, "policy.write", []string{"secadmin"}},
+		{[]string{"role", "list"}, "roles.read", []string{"secadmin"}},
+		{[]string{"role", "assign", "61099", "auditor"}, "roles.write", []string{"secadmin"}},
+		{[]string{"role", "revoke", "61004", "auditor"}, "roles.write", []string{"secadmin"}},
+		{[]string{"key", "list"}, "keys.read", []string{"keyadmin"}},
+		{[]string{"key", "generate", "k2"}, "keys.manage", []string{"keyadmin"}},
+		{[]string{"key", "rotate", "k1"}, "keys.manage", []string{"keyadmin"}},
+		{[]string{"key", "import", "k3"}, "keys.manage", []string{"keyadmin"}},
+		{[]string{"key", "retire", "k1"}, "keys.manage", []string{"keyadmin"}},
+		{[]string{"key", "destroy", "k1"}, "keys.manage", []string{"keyadmin"}},
+		{[]string{"key", "export", "k1"}, "keys.manage", []string{"keyadmin"}},
+		{[]string{"content", "list"}, "content.read", []string{"contentmgr"}},
+		{[]string{"content", "upload", "x"}, "content.write", []string{"contentmgr"}},
+	}
+	denials := 0
+	for _, c := range commands {
+		for _, r := range roles {
+			allowed := false
+			for _, n := range c.allowed {
+				allowed = allowed || n == r.name
+			}
+			if !allowed {
+				denials++
+			}
+			t.Run(strings.Join(c.args[:min(2, len(c.args))], " ")+"/"+r.name, func(t *testing.T) {
+				code, out := a.ctl(r.uid, c.args...)
+				if allowed && (code == 3 || strings.Contains(out, "e2sctl: denied")) {
+					t.Fatalf("%s denied %v: exit %d\n%s", r.name, c.args, code, out)
+				}
+				if !allowed && (code != 3 || !strings.Contains(out, fmt.Sprintf("needs authorization %q", c.auth))) {
+					t.Fatalf("%s ran %v: exit %d, want 3 naming %q\n%s", r.name, c.args, code, c.auth, out)
+				}
+			})
+		}
+	}
+	recs, err := auditlog.Search(filepath.Join(a.dataDir(), "audit", "admin.log"), auditlog.Filter{Decision: "deny", Reason: "adm.authorization_missing"}, 0)
+	noRole, _ := auditlog.Search(filepath.Join(a.dataDir(), "audit", "admin.log"), auditlog.Filter{Decision: "deny", Reason: "adm.no_role"}, 0)
+	if err != nil || len(recs)+len(noRole) != denials {
+		t.Fatalf("%d+%d denials audited, want %d (%v)", len(recs), len(noRole), denials, err)
+	}
+	if r := recs[0]; !strings.HasPrefix(r.User, "uid:") || !strings.HasPrefix(r.Detail, "missing authorization ") {
+		t.Fatalf("denial record %+v", r)
+	}
+}
+
+// A policy change: bad sets are refused with the reason and the old set
+// keeps deciding; a good one needs two people and then activates at once,
+// under load, with no call failing or decided by anything but the old or
+// the new set; rollback brings the old one back.
+func TestPolicyLifecycle(t *testing.T) {
+	pol := policyDir(t, nil)
+	a := startAppliance(t, "policy_dir: "+pol+"\n")
+	if code, _, err := a.get("/cgi-bin/purchasing/catalogue"); err != nil || code != 200 {
+		t.Fatalf("catalogue before: %d %v", code, err)
+	}
+
+	bad := []struct {
+		name  string
+		edits map[string]func(string) string
+		says  string
+	}{
+		{"syntax error", map[string]func(string) string{"gate.rego": func(s string) string {
+			return strings.Replace(s, "default decision :=", "default decision =:", 1)
+		}}, "rego_parse_error"},
+		{"failing test", map[string]func(string) string{"gate_test.rego": func(s string) string {
+			return s + "\ntest_always_fails if {\n\tfalse\n}\n"
+		}}, "test_always_fails"},
+		{"unknown compartment", map[string]func(string) string{"registry.yaml": func(s string) string {
+			return strings.Replace(s, "target: purchasing", "target: billing", 1)
+		}}, `is not a compartment`},
+	}
+	for _, b := range bad {
+		t.Run("refused "+b.name, func(t *testing.T) {
+			dir := policyDir(t, b.edits)
+			code, out := a.ctl(uidSam, "policy", "check", dir)
+			if code != 1 || !strings.Contains(out, b.says) {
+				t.Fatalf("check: exit %d\n%s", code, out)
+			}
+			code, out = a.ctl(uidSam, "policy", "propose", dir)
+			if code != 1 || !strings.Contains(out, "policy set refused") || !strings.Contains(out, b.says) {
+				t.Fatalf("propose: exit %d\n%s", code, out)
+			}
+			if c, _, err := a.get("/cgi-bin/purchasing/catalogue"); err != nil || c != 200 {
+				t.Fatalf("old policy no longer enforced: %d %v", c, err)
+			}
+		})
+	}
+
+	// The good change: only purchasing may read the catalogue.
+	next := policyDir(t, map[string]func(string) string{"registry.yaml": func(s string) string {
+		return strings.Replace(s, "    handler: catalogue\n    methods: [GET]\n    callers: [outside]", "    handler: catalogue\n    methods: [GET]\n    callers: [purchasing]", 1)
+	}})
+	code, out := a.ctl(uidSam, "policy", "check", next)
+	if code != 0 || !strings.Contains(out, `"caller": "outside"`) || !strings.Contains(out, `"before": "allow (pol.allowed)"`) || !strings.Contains(out, `"after": "deny (pol.caller_not_permitted)"`) {
+		t.Fatalf("check of the good change: exit %d\n%s", code, out)
+	}
+	code, out = a.ctl(uidSam, "policy", "propose", next)
+	m := regexp.MustCompile(`proposal ([0-9a-f]+):`).FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("propose: exit %d\n%s", code, out)
+	}
+	id := m[1]
+	if code, out := a.ctl(uidSam, "approve", id); code != 1 || !strings.Contains(out, "adm.same_person") {
+		t.Fatalf("proposer approved: exit %d\n%s", code, out)
+	}
+	if code, out := a.ctl(uidAda, "approve", id); code != 3 || !strings.Contains(out, `needs authorization "policy.write"`) {
+		t.Fatalf("auditor approved: exit %d\n%s", code, out)
+	}
+	if c, _, _ := a.get("/cgi-bin/purchasing/catalogue"); c != 200 {
+		t.Fatalf("activated before approval: %d", c)
+	}
+
+	// Load while the second person approves.
+	var stop atomic.Bool
+	var old, new, other atomic.Int64
+	var seen sync.Map
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				code, reason, err := a.get("/cgi-bin/purchasing/catalogue")
+				switch {
+				case err == nil && code == 200:
+					old.Add(1)
+				case err == nil && code == 403 && reason == "pol.caller_not_permitted":
+					new.Add(1)
+				default:
+					other.Add(1)
+					seen.Store(fmt.Sprintf("%d %s %v", code, reason, err), true)
+				}
+			}
+		}()
+	}
+	waitFor(t, "load running", func() bool { return old.Load() > 20 })
+	code, out = a.ctl(uidSue, "approve", id)
+	if code != 0 {
+		stop.Store(true)
+		wg.Wait()
+		t.Fatalf("approve by a second secadmin: exit %d\n%s", code, out)
+	}
+	waitFor(t, "new policy in force", func() bool { return new.Load() > 20 })
+	stop.Store(true)
+	wg.Wait()
+	if other.Load() != 0 {
+		var bad []string
+		seen.Range(func(k, _ any) bool { bad = append(bad, k.(string)); return true })
+		t.Fatalf("%d calls failed or were decided otherwise during activation: %v", other.Load(), bad)
+	}
+	t.Logf("during activation: %d calls under the old set, %d under the new, 0 otherwise", old.Load(), new.Load())
+	if c, r, _ := a.get("/cgi-bin/purchasing/catalogue"); c != 403 || r != "pol.caller_not_permitted" {
+		t.Fatalf("after activation: %d %s", c, r)
+	}
+	if code, out := a.ctl(uidSam, "policy", "show"); code != 0 || !strings.Contains(out, `"active": 1`) {
+		t.Fatalf("policy show: exit %d\n%s", code, out)
+	}
+
+	// Rollback restores the set approved before.
+	if code, out := a.ctl(uidSue, "policy", "rollback"); code != 0 || !strings.Contains(out, `"active": 0`) {
+		t.Fatalf("rollback: exit %d\n%s", code, out)
+	}
+	waitFor(t, "old policy back", func() bool { c, _, _ := a.get("/cgi-bin/purchasing/catalogue"); return c == 200 })
+
+	// The gate agent restarted later still enforces the active version.
+	if code, out := a.ctl(uidOtto, "status"); code != 0 || !strings.Contains(out, "gate_pid") {
+		t.Fatalf("status: exit %d\n%s", code, out)
+	}
+}
+
+// Audit verify through the socket and offline on a copy; a tampered copy
+// fails naming the first bad record; explain of a denial's audit record.
+func TestAuditVerifyAndExplain(t *testing.T) {
+	pol := policyDir(t, nil)
+	a := startAppliance(t, "policy_dir: "+pol+"\n")
+	for range 5 {
+		a.get("/cgi-bin/purchasing/catalogue")
+	}
+	a.get("/cgi-bin/keyhandler/sign") // denied: pol.caller_clearance
+
+	code, out := a.ctl(uidAda, "audit", "verify")
+	if code != 0 || strings.Count(out, "OK ") != 2 {
+		t.Fatalf("online verify: exit %d\n%s", code, out)
+	}
+	code, out = a.ctl(uidAda, "audit", "search", "-decision", "deny", "-compartment", "outside")
+	if code != 0 || !strings.Contains(out, `"reason":"pol.caller_clearance"`) || strings.Contains(out, `"decision":"allow"`) {
+		t.Fatalf("search: exit %d\n%s", code, out)
+	}
+	reqID := regexp.MustCompile(`"req_id":"([0-9a-f]+)"[^\n]*pol.caller_clearance`).FindStringSubmatch(out)
+	if reqID == nil {
+		t.Fatalf("no req_id in\n%s", out)
+	}
+	code, out = a.ctl(uidAda, "explain", reqID[1])
+	if code != 0 || !strings.Contains(out, "e2s.dominates(input.caller_label") || !strings.Contains(out, `"caller_label": "restricted:web"`) {
+		t.Fatalf("explain record: exit %d\n%s", code, out)
+	}
+
+	// Offline, on a copy, after the appliance stopped (final checkpoint).
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	cp := t.TempDir()
+	for _, f := range []string{"audit.log", "audit.log.hashes", "audit.log.checkpoints", "audit.pub"} {
+		b, err := os.ReadFile(filepath.Join(a.dataDir(), "audit", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(cp, f), b, 0o600)
+	}
+	code, out = a.ctl(0, "audit", "verify", "-log", filepath.Join(cp, "audit.log"), "-pubkey", filepath.Join(cp, "audit.pub"))
+	if code != 0 || !strings.Contains(out, " 0 not yet signed") {
+		t.Fatalf("offline verify: exit %d\n%s", code, out)
+	}
+	b, _ := os.ReadFile(filepath.Join(cp, "audit.log"))
+	lines := strings.SplitAfter(string(b), "\n")
+	lines[2] = strings.Replace(lines[2], `"status":200`, `"status":201`, 1)
+	os.WriteFile(filepath.Join(cp, "audit.log"), []byte(strings.Join(lines, "")), 0o600)
+	code, out = a.ctl(0, "audit", "verify", "-log", filepath.Join(cp, "audit.log"), "-pubkey", filepath.Join(cp, "audit.pub"))
+	if code != 4 || !strings.Contains(out, "first bad: record 2 (line 3)") {
+		t.Fatalf("tampered copy: exit %d\n%s", code, out)
+	}
+}
+
+// Audit storage full: calls are refused (503 gate.audit_unavailable) and
+// served again once there is space. The audit dir is a small tmpfs, mounted
+// over the running appliance's; the gate agent is killed so that the
+// supervisor restarts it on the tmpfs.
+func TestAuditFullFailsClosed(t *testing.T) {
+	a := startAppliance(t, "")
+	auditDir := filepath.Join(a.dataDir(), "audit")
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", auditDir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs (tests run as root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", auditDir).Run() })
+	st, _ := a.status()
+	syscall.Kill(st.GatePid, syscall.SIGKILL)
+	waitFor(t, "gate agent restarted on the tmpfs", func() bool {
+		s, _ := a.status()
+		c, _, _ := a.get("/cgi-bin/purchasing/catalogue")
+		return s.GatePid != st.GatePid && c == 200
+	})
+	f, err := os.Create(filepath.Join(auditDir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	// Records still fit into the files' last allocated pages for a while;
+	// the first that does not is refused, and so is every call after it.
+	served := 0
+	for {
+		c, r, err := a.get("/cgi-bin/purchasing/catalogue")
+		if err == nil && c == 503 && r == "gate.audit_unavailable" {
+			break
+		}
+		if err != nil || c != 200 || served > 500 {
+			t.Fatalf("with the audit disk full, after %d calls: %d %s %v", served, c, r, err)
+		}
+		served++
+	}
+	for range 3 {
+		if c, r, err := a.get("/cgi-bin/purchasing/catalogue"); err != nil || c != 503 || r != "gate.audit_unavailable" {
+			t.Fatalf("with the audit disk full: %d %s %v", c, r, err)
+		}
+	}
+	t.Logf("disk full: %d calls fitted into allocated pages, then every call refused", served)
+	os.Remove(filepath.Join(auditDir, "filler"))
+	if c, r, err := a.get("/cgi-bin/purchasing/catalogue"); err != nil || c != 200 {
+		t.Fatalf("once space is free: %d %s %v", c, r, err)
+	}
+}
+
+var _ = http.StatusOK
