@@ -148,6 +148,9 @@ func TestAdminCommandAuthorizations(t *testing.T) {
 		{[]string{"policy", "check", pol}, "policy.write", []string{"secadmin"}},
 		{[]string{"policy", "propose", pol}, "policy.write", []string{"secadmin"}},
 		{[]string{"policy", "rollback"}, "policy.write", []string{"secadmin"}},
+		{[]string{"policy", "shadow", pol}, "policy.write", []string{"secadmin"}},
+		{[]string{"policy", "shadow-report"}, "policy.read", []string{"secadmin"}},
+		{[]string{"policy", "shadow-stop"}, "policy.write", []string{"secadmin"}},
 		{[]string{"role", "list"}, "roles.read", []string{"secadmin"}},
 		{[]string{"role", "assign", "61099", "auditor"}, "roles.write", []string{"secadmin"}},
 		{[]string{"role", "revoke", "61004", "auditor"}, "roles.write", []string{"secadmin"}},
@@ -243,6 +246,24 @@ func TestPolicyLifecycle(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"caller": "outside"`) || !strings.Contains(out, `"before": "allow (pol.allowed)"`) || !strings.Contains(out, `"after": "deny (pol.caller_not_permitted)"`) {
 		t.Fatalf("check of the good change: exit %d\n%s", code, out)
 	}
+	// Shadow: the candidate beside the active set on live calls, not enforced.
+	if code, out := a.ctl(uidSam, "policy", "shadow", next); code != 0 {
+		t.Fatalf("shadow: exit %d\n%s", code, out)
+	}
+	for range 3 {
+		if c, _, _ := a.get("/cgi-bin/purchasing/catalogue"); c != 200 {
+			t.Fatalf("shadow policy enforced: %d", c)
+		}
+	}
+	a.get("/cgi-bin/purchasing/basket") // GET: refused by the method filter under both sets
+	waitFor(t, "shadow sees the calls", func() bool {
+		_, out := a.ctl(uidSue, "policy", "shadow-report")
+		return strings.Count(out, `"candidate": "deny (pol.caller_not_permitted)"`) == 3 && strings.Contains(out, `"calls": 4`)
+	})
+	if code, out := a.ctl(uidSam, "policy", "shadow-stop"); code != 0 || !strings.Contains(out, `"active": "allow"`) {
+		t.Fatalf("shadow-stop: exit %d\n%s", code, out)
+	}
+
 	code, out = a.ctl(uidSam, "policy", "propose", next)
 	m := regexp.MustCompile(`proposal ([0-9a-f]+):`).FindStringSubmatch(out)
 	if code != 0 || m == nil {

@@ -149,3 +149,42 @@ func verdict(ctx context.Context, set *PolicySet, labels map[string]string, call
 	}
 	return Verdict(fmt.Sprintf("%s (%s)%s", v, d.Reason, extra)), nil
 }
+
+// ShadowVerdict is how a candidate set decides a call that the set in
+// force already decided (as its audit record says), by the same stages:
+// registry, then policy. Filters are the registration's and do not depend
+// on the policy, so they are not re-run.
+func ShadowVerdict(ctx context.Context, cand *PolicySet, labels map[string]string, caller, script, user string) (Verdict, error) {
+	reg := cand.Registry.Lookup(script)
+	if reg == nil {
+		return "unregistered", nil
+	}
+	d, err := cand.Policy.Decide(ctx, PolicyInput{
+		Caller: caller, CallerLabel: labels[caller], Target: reg.Target, TargetLabel: labels[reg.Target],
+		Script: script, Method: reg.Methods[0],
+		Registration: policyReg{Callers: reg.Callers, Clearance: reg.Clearance, Roles: reg.Roles},
+		User:         policyUser{Name: user},
+	})
+	if err != nil {
+		return "", fmt.Errorf("shadow %s for %s: %w", script, caller, err)
+	}
+	if !d.Allow {
+		return Verdict("deny (" + d.Reason + ")"), nil
+	}
+	return "allow", nil
+}
+
+// RecordedVerdict is the verdict of the set in force from an audit
+// record's reason, by the same stages as ShadowVerdict; ok is false for
+// records that are no gate decision (kernel events, supervisor notes).
+func RecordedVerdict(reason, target string) (Verdict, bool) {
+	switch {
+	case reason == "reg.unknown_script":
+		return "unregistered", true
+	case strings.HasPrefix(reason, "pol.") && reason != "pol.allowed":
+		return Verdict("deny (" + reason + ")"), true
+	case target != "" && (reason == "pol.allowed" || strings.HasPrefix(reason, "flt.") || strings.HasPrefix(reason, "gate.")):
+		return "allow", true
+	}
+	return "", false
+}

@@ -26,6 +26,8 @@ command_authorizations := {
 	"policy.show": "policy.read",
 	"policy.check": "policy.write",
 	"policy.shadow": "policy.write",
+	"policy.shadow_report": "policy.read",
+	"policy.shadow_stop": "policy.write",
 	"policy.propose": "policy.write",
 	"policy.rollback": "policy.write",
 	"role.list": "roles.read",

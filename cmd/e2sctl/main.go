@@ -20,7 +20,8 @@ const usage = `usage: e2sctl [-socket PATH] [-json] COMMAND [ARGS]
   audit search [FILTERS]                FILTERS: -log gate|admin -compartment C -decision allow|deny
                                         -user U -script S -reason R -req ID -since T -until T
   explain REASON-ID|REQ-ID              which rule, labels and filter decided
-  policy show|check DIR|shadow DIR|propose DIR|rollback                   (secadmin)
+  policy show|check DIR|propose DIR|rollback                              (secadmin)
+  policy shadow DIR|shadow-report|shadow-stop  the candidate beside the active set on live calls
   role list | role assign|revoke UID ROLE [-name NAME]                    (secadmin)
   key list|generate|rotate|import|retire|destroy|export KEY               (keyadmin)
   content list|upload                                                     (contentmgr)

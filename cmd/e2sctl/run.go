@@ -98,8 +98,9 @@ func (c *cli) dispatch(a []string) (int, error) {
 		if err != nil {
 			return exitUsage, err
 		}
+		name = strings.ReplaceAll(name, "-", "_")
 		switch name {
-		case "policy.show", "policy.rollback":
+		case "policy.show", "policy.rollback", "policy.shadow_report", "policy.shadow_stop":
 			return c.call(name, nil)
 		}
 		if len(r) != 1 {

@@ -1,12 +1,14 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -15,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing/fstest"
 	"time"
@@ -116,7 +119,8 @@ func (s *Supervisor) startAdmin(ctx context.Context) (func(), error) {
 		Explain:   &admin.Explainer{Reasons: reasons, Labels: s.labels(), Modules: s.activeModules},
 		Log:       s.log,
 	})
-	s.registerAdmin(srv)
+	sh := &shadows{}
+	s.registerAdmin(srv, sh)
 	l, err := admin.Listen(s.adminSocket())
 	if err != nil {
 		alog.Close()
@@ -130,7 +134,7 @@ func (s *Supervisor) startAdmin(ctx context.Context) (func(), error) {
 		}
 	}()
 	s.log.Info("admin socket ready", "socket", s.adminSocket(), "accounts", len(roles.Accounts()))
-	return func() { l.Close(); <-done; alog.Close() }, nil
+	return func() { l.Close(); <-done; sh.stop(); alog.Close() }, nil
 }
 
 // PolicyArgs carry a policy set's files (read by e2sctl as the operator,
@@ -156,7 +160,7 @@ type PolicyState struct {
 	Versions []int `json:"versions"`
 }
 
-func (s *Supervisor) registerAdmin(srv *admin.Server) {
+func (s *Supervisor) registerAdmin(srv *admin.Server, sh *shadows) {
 	srv.Register("status", admin.Command{Run: func(context.Context, admin.Caller, json.RawMessage) (any, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -219,6 +223,21 @@ func (s *Supervisor) registerAdmin(srv *admin.Server) {
 			return s.activate(ctx, files)
 		},
 	})
+	srv.Register("policy.shadow", admin.Command{Run: func(ctx context.Context, _ admin.Caller, args json.RawMessage) (any, error) {
+		files, err := policyFiles(args)
+		if err != nil {
+			return nil, err
+		}
+		return sh.start(ctx, s, files)
+	}})
+	srv.Register("policy.shadow_report", admin.Command{Run: func(context.Context, admin.Caller, json.RawMessage) (any, error) {
+		return sh.report()
+	}})
+	srv.Register("policy.shadow_stop", admin.Command{Run: func(context.Context, admin.Caller, json.RawMessage) (any, error) {
+		r, err := sh.report()
+		sh.stop()
+		return r, err
+	}})
 	srv.Register("policy.rollback", admin.Command{Run: func(ctx context.Context, _ admin.Caller, _ json.RawMessage) (any, error) {
 		return s.rollback(ctx)
 	}})
@@ -453,5 +472,172 @@ func (s *Supervisor) reloadGate() {
 	s.mu.Unlock()
 	if pid > 0 {
 		syscall.Kill(pid, syscall.SIGHUP)
+	}
+}
+
+// shadow evaluates a candidate policy set beside the one in force on live
+// calls, without enforcing it: it follows the gate agent's audit log from
+// the moment it starts and decides every new call again with the
+// candidate, keeping each call where the two disagree.
+type shadow struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	report ShadowReport
+}
+
+// ShadowReport is what `e2sctl policy shadow-report` prints.
+type ShadowReport struct {
+	Digest        string            `json:"digest"`
+	Started       time.Time         `json:"started"`
+	Calls         int               `json:"calls"`
+	Disagreements []ShadowDisagreed `json:"disagreements"`
+	Dropped       int               `json:"dropped,omitempty"` // beyond the first maxShadow
+	Error         string            `json:"error,omitempty"`
+}
+
+// ShadowDisagreed is one call the candidate would have decided otherwise.
+type ShadowDisagreed struct {
+	ReqID     string            `json:"req_id"`
+	Time      time.Time         `json:"time"`
+	Caller    string            `json:"caller"`
+	Script    string            `json:"script"`
+	User      string            `json:"user,omitempty"`
+	Active    gateagent.Verdict `json:"active"`
+	Candidate gateagent.Verdict `json:"candidate"`
+}
+
+const maxShadow = 1000
+
+// shadows holds the one running shadow evaluation.
+type shadows struct {
+	mu  sync.Mutex
+	cur *shadow
+}
+
+func (ss *shadows) start(ctx context.Context, s *Supervisor, files map[string]string) (*ShadowReport, error) {
+	r := s.checkPolicy(ctx, files)
+	if !r.OK {
+		return nil, fmt.Errorf("policy set refused: %s", r.Error)
+	}
+	fsys := fstest.MapFS{}
+	for n, c := range files {
+		fsys[n] = &fstest.MapFile{Data: []byte(c)}
+	}
+	cand, err := gateagent.LoadPolicySetFS(ctx, fsys, config.Names)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(s.cfg.DataDir, "audit", "audit.log")
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("shadow: %w", err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	sh := &shadow{cancel: cancel, done: make(chan struct{}), report: ShadowReport{Digest: r.Digest, Started: time.Now().UTC(), Disagreements: []ShadowDisagreed{}}}
+	ss.stop()
+	ss.mu.Lock()
+	ss.cur = sh
+	ss.mu.Unlock()
+	labels := s.labels()
+	go func() {
+		defer close(sh.done)
+		err := followLog(sctx, path, st.Size(), func(rec auditlog.Record) {
+			active, ok := gateagent.RecordedVerdict(rec.Reason, rec.Target)
+			if !ok {
+				return
+			}
+			v, err := gateagent.ShadowVerdict(sctx, cand, labels, rec.Caller, rec.Script, rec.User)
+			sh.mu.Lock()
+			defer sh.mu.Unlock()
+			sh.report.Calls++
+			if err != nil {
+				v = gateagent.Verdict("error: " + err.Error())
+			}
+			if v == active {
+				return
+			}
+			if len(sh.report.Disagreements) >= maxShadow {
+				sh.report.Dropped++
+				return
+			}
+			sh.report.Disagreements = append(sh.report.Disagreements, ShadowDisagreed{ReqID: rec.ReqID, Time: rec.Time,
+				Caller: rec.Caller, Script: rec.Script, User: rec.User, Active: active, Candidate: v})
+		})
+		if err != nil {
+			sh.mu.Lock()
+			sh.report.Error = err.Error()
+			sh.mu.Unlock()
+		}
+	}()
+	return ss.report()
+}
+
+func (ss *shadows) report() (*ShadowReport, error) {
+	ss.mu.Lock()
+	sh := ss.cur
+	ss.mu.Unlock()
+	if sh == nil {
+		return nil, fmt.Errorf("%w: no shadow policy; start one with e2sctl policy shadow DIR", admin.ErrBadRequest)
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.report
+	r.Disagreements = slices.Clone(r.Disagreements)
+	return &r, nil
+}
+
+func (ss *shadows) stop() {
+	ss.mu.Lock()
+	sh := ss.cur
+	ss.cur = nil
+	ss.mu.Unlock()
+	if sh != nil {
+		sh.cancel()
+		<-sh.done
+	}
+}
+
+// followLog calls fn for every complete record appended to the log at
+// path after offset, until ctx ends.
+func followLog(ctx context.Context, path string, offset int64, fn func(auditlog.Record)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return err
+	}
+	var pending []byte
+	buf := make([]byte, 64<<10)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n, err := f.Read(buf)
+		pending = append(pending, buf[:n]...)
+		for {
+			i := bytes.IndexByte(pending, '\n')
+			if i < 0 {
+				break
+			}
+			var rec auditlog.Record
+			if json.Unmarshal(pending[:i], &rec) == nil {
+				fn(rec)
+			}
+			pending = pending[i+1:]
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if n > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
 	}
 }
