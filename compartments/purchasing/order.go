@@ -170,7 +170,7 @@ func (h *Handler) lock(id string) func() {
 // is never stored here.
 type Card struct {
 	PAN    string `json:"pan"`
-	Expiry string `json:"expiry"`
+	Expiry string `json:"expiry"` // MM/YY
 }
 
 // AcceptRequest is the body of purchasing/accept.
@@ -299,6 +299,10 @@ func (h *Handler) authorize(ctx context.Context, reqID string, b *Buyer, doc *Of
 		"card": card,
 	})
 	r, err := h.call(ctx, reqID, "payment/authorize", body)
+	if err == nil && r.GetStatus() == 400 {
+		h.log.Info("payment refused the card details", "req_id", reqID, "order_id", doc.OfferID)
+		return nil, protocol.Error(400, "bad_card", `the card details were refused: {"pan":"<digits>","expiry":"MM/YY"}`)
+	}
 	if err != nil || r.GetStatus() != 200 {
 		h.log.Error("payment/authorize", "req_id", reqID, "error", err, "status", r.GetStatus(), "reason", r.GetReason())
 		return nil, protocol.Error(503, "payment_unavailable", "payment could not be authorised now; try again")

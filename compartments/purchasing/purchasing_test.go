@@ -205,7 +205,7 @@ func (f *fixture) signOffer(id identity, basket string) (offer, acceptance []byt
 }
 
 func acceptBody(acc []byte, pan string) []byte {
-	b, _ := json.Marshal(AcceptRequest{Acceptance: acc, Card: Card{PAN: pan, Expiry: "1230"}})
+	b, _ := json.Marshal(AcceptRequest{Acceptance: acc, Card: Card{PAN: pan, Expiry: "12/30"}})
 	return b
 }
 
