@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -365,6 +367,36 @@ func TestAuditVerifyAndExplain(t *testing.T) {
 		t.Fatalf("explain record: exit %d\n%s", code, out)
 	}
 
+	// Metrics, from the same records: the operator's e2sctl metrics and a
+	// root-only socket.
+	waitFor(t, "metrics count the calls", func() bool {
+		_, out := a.ctl(uidOtto, "metrics")
+		return strings.Contains(out, `e2sgate_gate_calls_total{decision="allow",script="purchasing/catalogue"} 5`) &&
+			strings.Contains(out, `e2sgate_policy_rule_hits_total{rule="pol.caller_clearance"} 1`)
+	})
+	_, out = a.ctl(uidOtto, "metrics")
+	for _, want := range []string{`e2sgate_registry_entry_unused{script="payment/authorize"} 1`, `e2sgate_compartment_restarts_total{compartment="payment"} 0`,
+		`e2sgate_gate_call_seconds_bucket{decision="deny"`, `e2sgate_audit_lag_seconds_count`, `e2sgate_admin_commands_total{command="audit.verify",decision="allow"}`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if code, out := a.ctl(uidAda, "metrics"); code != 3 {
+		t.Fatalf("auditor read metrics: exit %d\n%s", code, out)
+	}
+	sock := filepath.Join(a.runDir(), "metrics.sock")
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Fatalf("metrics socket not root-only: %v %v", fi, err)
+	}
+	mc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := mc.Get("http://metrics/metrics")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("metrics socket: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
 	// Offline, on a copy, after the appliance stopped (final checkpoint).
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
@@ -444,5 +476,3 @@ func TestAuditFullFailsClosed(t *testing.T) {
 		t.Fatalf("once space is free: %d %s %v", c, r, err)
 	}
 }
-
-var _ = http.StatusOK

@@ -26,6 +26,7 @@ import (
 	"github.com/e2sgate/e2sgate/internal/admin"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/config"
+	"github.com/e2sgate/e2sgate/internal/metrics"
 	"github.com/e2sgate/e2sgate/policies"
 )
 
@@ -121,6 +122,7 @@ func (s *Supervisor) startAdmin(ctx context.Context) (func(), error) {
 	})
 	sh := &shadows{}
 	s.registerAdmin(srv, sh)
+	met := s.startMetrics(ctx, srv, auditDir)
 	l, err := admin.Listen(s.adminSocket())
 	if err != nil {
 		alog.Close()
@@ -134,7 +136,7 @@ func (s *Supervisor) startAdmin(ctx context.Context) (func(), error) {
 		}
 	}()
 	s.log.Info("admin socket ready", "socket", s.adminSocket(), "accounts", len(roles.Accounts()))
-	return func() { l.Close(); <-done; sh.stop(); alog.Close() }, nil
+	return func() { l.Close(); <-done; sh.stop(); <-met; alog.Close() }, nil
 }
 
 // PolicyArgs carry a policy set's files (read by e2sctl as the operator,
@@ -166,9 +168,6 @@ func (s *Supervisor) registerAdmin(srv *admin.Server, sh *shadows) {
 		defer s.mu.Unlock()
 		b, err := json.Marshal(s.status) // a deep copy
 		return json.RawMessage(b), err
-	}})
-	srv.Register("metrics", admin.Command{Run: func(context.Context, admin.Caller, json.RawMessage) (any, error) {
-		return nil, admin.ErrNotWired
 	}})
 	srv.Register("compartment.restart", admin.Command{Run: func(_ context.Context, _ admin.Caller, args json.RawMessage) (any, error) {
 		var a struct {
@@ -602,7 +601,17 @@ func (ss *shadows) stop() {
 // followLog calls fn for every complete record appended to the log at
 // path after offset, until ctx ends.
 func followLog(ctx context.Context, path string, offset int64, fn func(auditlog.Record)) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	f, err := os.Open(path)
+	for errors.Is(err, fs.ErrNotExist) { // the gate agent has not made it yet
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		return err
 	}
@@ -612,8 +621,6 @@ func followLog(ctx context.Context, path string, offset int64, fn func(auditlog.
 	}
 	var pending []byte
 	buf := make([]byte, 64<<10)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
 	for {
 		n, err := f.Read(buf)
 		pending = append(pending, buf[:n]...)
@@ -640,4 +647,62 @@ func followLog(ctx context.Context, path string, offset int64, fn func(auditlog.
 		case <-tick.C:
 		}
 	}
+}
+
+// startMetrics counts gate decisions and admin commands from the audit logs
+// as they are written, and serves the metrics on a root-only socket and to
+// the operator's `e2sctl metrics`. The returned channel closes when both
+// followers and the server have stopped.
+func (s *Supervisor) startMetrics(ctx context.Context, srv *admin.Server, auditDir string) <-chan struct{} {
+	scripts := func() []string {
+		reg, err := gateagent.LoadRegistry(os.DirFS(s.policyDir()), "registry.yaml", config.Names)
+		if err != nil {
+			return nil
+		}
+		return metrics.Scripts(reg.Scripts)
+	}
+	restarts := func() map[string]int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		m := map[string]int{}
+		for n, c := range s.status.Compartments {
+			m[n] = c.Restarts
+		}
+		return m
+	}
+	met := metrics.New(scripts, restarts)
+	srv.Register("metrics", admin.Command{Run: func(context.Context, admin.Caller, json.RawMessage) (any, error) {
+		b, err := met.Text()
+		return string(b), err
+	}})
+	size := func(p string) int64 {
+		if st, err := os.Stat(p); err == nil {
+			return st.Size()
+		}
+		return 0
+	}
+	var wg sync.WaitGroup
+	follow := func(p string, fn func(auditlog.Record)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := followLog(ctx, p, size(p), fn); err != nil {
+				s.log.Warn("metrics: cannot follow audit log", "log", p, "error", err)
+			}
+		}()
+	}
+	follow(filepath.Join(auditDir, "audit.log"), func(r auditlog.Record) { met.Gate(r, time.Now()) })
+	follow(filepath.Join(auditDir, "admin.log"), func(r auditlog.Record) {
+		met.Admin(strings.TrimPrefix(r.Script, "e2sctl "), r.Decision)
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := met.Serve(ctx, filepath.Join(s.cfg.RunDir, "metrics.sock")); err != nil {
+			s.log.Warn("metrics socket stopped", "error", err)
+		}
+	}()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
 }

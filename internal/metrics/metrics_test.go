@@ -1,0 +1,49 @@
+package metrics
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/e2sgate/e2sgate/internal/auditlog"
+)
+
+func TestGateMetricsFromRecords(t *testing.T) {
+	m := New(func() []string { return []string{"purchasing/catalogue", "payment/authorize"} },
+		func() map[string]int { return map[string]int{"payment": 2} })
+	now := time.Now()
+	recs := []auditlog.Record{
+		{Time: now.Add(-3 * time.Millisecond), Caller: "outside", Script: "purchasing/catalogue", Decision: "allow", Reason: "pol.allowed", LatencyUS: 800, Filters: []string{"pan_mask"}},
+		{Time: now.Add(-2 * time.Millisecond), Caller: "outside", Script: "purchasing/catalogue", Decision: "allow", Reason: "pol.allowed", LatencyUS: 700},
+		{Time: now, Caller: "outside", Script: "keyhandler/sign", Decision: "deny", Reason: "pol.caller_clearance", LatencyUS: 90},
+		{Time: now, Caller: "outside", Script: "purchasing/basket", Decision: "deny", Reason: "flt.method", LatencyUS: 60},
+	}
+	for _, r := range recs {
+		m.Gate(r, now)
+	}
+	m.Admin("status", "allow")
+	b, err := m.Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	for _, want := range []string{
+		`e2sgate_gate_calls_total{decision="allow",script="purchasing/catalogue"} 2`,
+		`e2sgate_gate_calls_total{decision="deny",script="keyhandler/sign"} 1`,
+		`e2sgate_gate_call_seconds_count{decision="allow"} 2`,
+		`e2sgate_policy_rule_hits_total{rule="pol.caller_clearance"} 1`,
+		`e2sgate_filter_hits_total{filter="pan_mask"} 1`,
+		`e2sgate_filter_hits_total{filter="method"} 1`,
+		`e2sgate_compartment_restarts_total{compartment="payment"} 2`,
+		`e2sgate_registry_entry_unused{script="payment/authorize"} 1`,
+		`e2sgate_audit_lag_seconds_count 4`,
+		`e2sgate_admin_commands_total{command="status",decision="allow"} 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if strings.Contains(text, `e2sgate_registry_entry_unused{script="purchasing/catalogue"}`) {
+		t.Error("a used script is listed as unused")
+	}
+}
