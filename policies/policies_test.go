@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/e2sgate/e2sgate/gateagent"
 	"github.com/e2sgate/e2sgate/policies"
 )
@@ -29,5 +31,22 @@ func TestRegoTests(t *testing.T) {
 	err = gateagent.RunPolicyTests(context.Background(), modules)
 	if err == nil || !strings.Contains(err.Error(), "test_broken") {
 		t.Fatalf("broken test not reported: %v", err)
+	}
+}
+
+// reasons.yaml is one flat map of reason id → text that operators read.
+func TestReasonsParse(t *testing.T) {
+	b, err := fs.ReadFile(policies.Default, "reasons.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons map[string]string
+	if err := yaml.Unmarshal(b, &reasons); err != nil {
+		t.Fatalf("reasons.yaml: %v", err)
+	}
+	for _, id := range []string{"reg.unknown_script", "pol.caller_clearance", "gate.audit_unavailable", "kernel.connect_denied"} {
+		if reasons[id] == "" {
+			t.Errorf("reason %s has no text", id)
+		}
 	}
 }

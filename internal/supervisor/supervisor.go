@@ -273,9 +273,11 @@ func (s *Supervisor) runGate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// No Pdeathsig: it fires when the OS thread that started the child
+	// ends, not the process. The gate agent stops when its control pipe
+	// closes, which happens when the supervisor dies.
 	cmd := exec.Command(s.self, "gate")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return err
