@@ -107,7 +107,7 @@ func (s *Server) builtins() {
 			if !ok {
 				continue
 			}
-			rep, err := auditlog.Verify(p, s.cfg.PubKey)
+			rep, err := auditlog.VerifyLive(p, s.cfg.PubKey)
 			if err != nil {
 				return nil, fmt.Errorf("verify %s log: %w", name, err)
 			}

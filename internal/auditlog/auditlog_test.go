@@ -340,3 +340,22 @@ func TestSearch(t *testing.T) {
 		t.Errorf("tail does not end with the newest record: %+v", last)
 	}
 }
+
+// A line still being written is no problem on a live log, but a cut-off
+// line in a copy is.
+func TestVerifyLiveToleratesALineInFlight(t *testing.T) {
+	dir := t.TempDir()
+	path := writeLog(t, dir, 12)
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"seq":12,"req_id":"in fli`)
+	f.Close()
+	for _, tc := range []struct {
+		verify func(string, string) (*Report, error)
+		ok     bool
+	}{{VerifyLive, true}, {Verify, false}} {
+		rep, err := tc.verify(path, filepath.Join(dir, "k.pub"))
+		if err != nil || rep.OK() != tc.ok || rep.Records != 12 {
+			t.Fatalf("live=%v: %+v %v", tc.ok, rep, err)
+		}
+	}
+}

@@ -641,6 +641,14 @@ func followLog(ctx context.Context, path string, offset int64, fn func(auditlog.
 		if n > 0 {
 			continue
 		}
+		// The log shrank (the writer dropped records that never became
+		// durable): go on from its new end.
+		if pos, perr := f.Seek(0, io.SeekCurrent); perr == nil {
+			if st, serr := f.Stat(); serr == nil && st.Size() < pos {
+				f.Seek(st.Size(), io.SeekStart)
+				pending = pending[:0]
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
