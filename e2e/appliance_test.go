@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,13 +47,14 @@ func TestMain(m *testing.M) {
 
 // appliance is one running e2sgated.
 type appliance struct {
-	t      testing.TB
-	dir    string
-	cmd    *exec.Cmd
-	logs   *bytes.Buffer
-	done   chan error
-	URL    string
-	client *http.Client
+	t        testing.TB
+	dir      string
+	instance string // cgroup parent, container id and netns prefix
+	cmd      *exec.Cmd
+	logs     *bytes.Buffer
+	done     chan error
+	URL      string
+	client   *http.Client
 }
 
 func (a *appliance) runDir() string   { return filepath.Join(a.dir, "run") }
@@ -68,13 +70,16 @@ func startAppliance(t testing.TB, extra string) *appliance {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755) // compartments run as their own uids and must reach their dirs
-	cfg := fmt.Sprintf("version: 1\nlisten: 127.0.0.1:0\nrun_dir: %s/run\ndata_dir: %s/data\nbin_dir: %s\nrestart:\n  initial_backoff: 100ms\n  max_backoff: 1s\n  max_crashes: 5\n  window: 1m\n%s",
-		dir, dir, binDir, extra)
+	// A unique instance name keeps parallel appliances' cgroups, container
+	// ids and network namespaces apart.
+	instance := fmt.Sprintf("e2e%x", rand.Uint32()&0xffffff)
+	cfg := fmt.Sprintf("version: 1\ninstance: %s\nlisten: 127.0.0.1:0\nrun_dir: %s/run\ndata_dir: %s/data\nbin_dir: %s\nrestart:\n  initial_backoff: 100ms\n  max_backoff: 1s\n  max_crashes: 5\n  window: 1m\n%s",
+		instance, dir, dir, binDir, extra)
 	cfgPath := filepath.Join(dir, "e2sgate.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := &appliance{t: t, dir: dir, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	a := &appliance{t: t, dir: dir, instance: instance, logs: &bytes.Buffer{}, done: make(chan error, 1)}
 	a.cmd = exec.Command(filepath.Join(binDir, "e2sgated"), "-config", cfgPath)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	if err := a.cmd.Start(); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,7 +26,7 @@ func runtimeFor(cfg *config.Config, log *slog.Logger, audit func(gateagent.Event
 	switch cfg.Runtime {
 	case "exec":
 		return sandbox.Exec{}, func() error { return nil }, nil
-	case "runc":
+	case "runc", "containerd":
 		report := sandbox.Check()
 		for _, l := range report {
 			if l.Err != nil {
@@ -37,7 +38,7 @@ func runtimeFor(cfg *config.Config, log *slog.Logger, audit func(gateagent.Event
 		if err := report.Err(); err != nil && cfg.Confinement == "required" {
 			return nil, nil, fmt.Errorf("%w: %v; fix the host (see README) or set confinement: lowered in the config", errConfinement, err)
 		}
-		host := netns.New(netns.Config{Logger: log})
+		host := netns.New(netns.Config{Prefix: cfg.Instance + "-", Logger: log})
 		if err := bpfguard.LSMAvailable(); err != nil {
 			log.Info("optional BPF LSM layer not available on this kernel", "error", err)
 		}
@@ -45,12 +46,37 @@ func runtimeFor(cfg *config.Config, log *slog.Logger, audit func(gateagent.Event
 			audit(gateagent.Event{Compartment: e.Compartment, Kind: "kernel/" + string(e.Kind), Decision: "deny", Reason: e.Reason(), Detail: e.String()})
 		}
 		r := &sandbox.Runc{
-			StateDir: cfg.RunDir,
-			ImageDir: filepath.Join(cfg.RunDir, "images"),
-			Net:      netattach.New(host, onDeny, log),
-			Log:      log,
+			CgroupParent: cfg.Instance,
+			IDPrefix:     cfg.Instance + "-",
+			StateDir:     cfg.RunDir,
+			ImageDir:     filepath.Join(cfg.RunDir, "images"),
+			Net:          netattach.New(host, onDeny, log),
+			Log:          log,
 		}
-		return r, host.Close, nil
+		if cfg.Runtime == "runc" {
+			return r, host.Close, nil
+		}
+		c := &sandbox.Containerd{Runc: *r, Address: cfg.ContainerdAddress, Namespace: cfg.Instance}
+		return viaContainerd{c: c, runc: r, log: log}, func() error { return errors.Join(c.Close(), host.Close()) }, nil
 	}
 	return nil, nil, fmt.Errorf("runtime %q is not built into this e2sgated", cfg.Runtime)
+}
+
+// viaContainerd starts compartments as containerd tasks with the same
+// confinement as runc. containerd cannot hand a task a file descriptor, so
+// a compartment that needs one (outside: the web listener) runs under runc.
+type viaContainerd struct {
+	c    *sandbox.Containerd
+	runc *sandbox.Runc
+	log  *slog.Logger
+}
+
+func (v viaContainerd) Name() string { return "containerd" }
+
+func (v viaContainerd) Start(ctx context.Context, s sandbox.Spec) (sandbox.Process, error) {
+	if len(s.ExtraFiles) > 0 {
+		v.log.Info("compartment needs a handed-over socket; containerd cannot pass it, starting it under runc", "compartment", s.Name)
+		return v.runc.Start(ctx, s)
+	}
+	return v.c.Start(ctx, s)
 }

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/e2sgate/e2sgate/internal/testctrd"
 )
 
 // startContainerd runs a containerd daemon of the test's own: own root,
@@ -25,91 +25,7 @@ func startContainerd(t *testing.T) string {
 func startContainerdB(t testing.TB) string {
 	t.Helper()
 	requireRoot(t)
-	bin, err := exec.LookPath("containerd")
-	if err != nil {
-		t.Fatalf("containerd daemon not installed (Debian package containerd): %v", err)
-	}
-	// containerd 1.6 puts shim sockets under /run/containerd whatever its
-	// config says: remove those directories after, if they were not there.
-	var created []string
-	for _, d := range []string{"/run/containerd", "/run/containerd/s", "/run/containerd/runc"} {
-		if _, err := os.Stat(d); err != nil {
-			created = append([]string{d}, created...)
-		}
-	}
-	t.Cleanup(func() {
-		for _, d := range created {
-			syscall.Rmdir(d)
-		}
-	})
-	dir, err := os.MkdirTemp(testTop, "ctrd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "c.sock")
-	cfg := fmt.Sprintf(`version = 2
-root = %[1]q
-state = %[2]q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
-[grpc]
-  address = %[3]q
-[ttrpc]
-  address = %[4]q
-[debug]
-  address = %[5]q
-[plugins."io.containerd.internal.v1.opt"]
-  path = %[6]q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc", filepath.Join(dir, "debug.sock"), filepath.Join(dir, "opt"))
-	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config", filepath.Join(dir, "config.toml"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("containerd log:\n%s", tailString(string(b), 4000))
-		}
-		// containerd mounts nothing for rootfs-path containers; remove
-		// its state and root.
-		os.RemoveAll(dir)
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			return sock
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("containerd did not come up:\n%s", tailString(string(b), 4000))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func tailString(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
+	return testctrd.Start(t, testTop)
 }
 
 func newTestContainerd(t *testing.T) *Containerd {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -25,13 +26,18 @@ var ErrInvalid = errors.New("invalid configuration")
 
 // Config is the whole file.
 type Config struct {
-	Version   int    `yaml:"version"`
+	Version int `yaml:"version"`
+	// Instance names this appliance's host objects (cgroup parent,
+	// container ids, network namespaces), so two can share a host.
+	Instance  string `yaml:"instance"`
 	Listen    string `yaml:"listen"`     // the web front's address; the supervisor binds it
 	RunDir    string `yaml:"run_dir"`    // sockets, status
 	DataDir   string `yaml:"data_dir"`   // compartments' durable data and the audit log
 	BinDir    string `yaml:"bin_dir"`    // compartment programs; empty: beside e2sgated
 	PolicyDir string `yaml:"policy_dir"` // empty: the embedded policies
-	Runtime   string `yaml:"runtime"`    // sandbox runtime: runc (default) or exec (unconfined)
+	Runtime   string `yaml:"runtime"`    // sandbox runtime: runc (default), containerd, or exec (unconfined)
+	// ContainerdAddress is containerd's socket (runtime: containerd).
+	ContainerdAddress string `yaml:"containerd_address"`
 	// Confinement "required" refuses to start without every kernel layer;
 	// "lowered" starts anyway and says so loudly in the log and audit.
 	Confinement  string       `yaml:"confinement"`
@@ -117,16 +123,18 @@ var Names = []string{"keyhandler", "payment", "inside", "purchasing", "outside"}
 // Default is the embedded configuration.
 func Default() *Config {
 	return &Config{
-		Version:     1,
-		Listen:      "127.0.0.1:8443",
-		RunDir:      "/run/e2sgate",
-		DataDir:     "/var/lib/e2sgate",
-		Runtime:     "runc",
-		Confinement: "required",
-		Internal:    Internal{InsideAddress: "10.77.0.2/24"},
-		Payment:     Payment{Timeout: 10 * time.Second},
-		Restart:     Restart{InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxCrashes: 5, Window: time.Minute},
-		Outside:     Outside{MaxBody: 1 << 20, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, CallTimeout: 20 * time.Second},
+		Version:           1,
+		Instance:          "e2sgate",
+		Listen:            "127.0.0.1:8443",
+		RunDir:            "/run/e2sgate",
+		DataDir:           "/var/lib/e2sgate",
+		Runtime:           "runc",
+		ContainerdAddress: "/run/containerd/containerd.sock",
+		Confinement:       "required",
+		Internal:          Internal{InsideAddress: "10.77.0.2/24"},
+		Payment:           Payment{Timeout: 10 * time.Second},
+		Restart:           Restart{InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxCrashes: 5, Window: time.Minute},
+		Outside:           Outside{MaxBody: 1 << 20, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, CallTimeout: 20 * time.Second},
 		Compartments: Compartments{
 			Outside:    &Compartment{UID: 64001, GID: 64001, Label: "restricted:web", MemoryMB: 256, Pids: 128, CPU: 100},
 			Purchasing: &Compartment{UID: 64002, GID: 64002, Label: "confidential:shop", MemoryMB: 256, Pids: 128, CPU: 100},
@@ -163,6 +171,8 @@ func Parse(c *Config, data []byte) error {
 	return c.Validate()
 }
 
+var instanceRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,11}$`)
+
 var uidRange = [2]int{1000, 1 << 30}
 
 func invalid(field, format string, args ...any) error {
@@ -174,6 +184,9 @@ func (c *Config) Validate() error {
 	if c.Version != 1 {
 		return invalid("version", "%d is not supported; write version: 1", c.Version)
 	}
+	if !instanceRE.MatchString(c.Instance) {
+		return invalid("instance", "%q must be 1 to 12 lower-case letters, digits or dashes, starting with a letter", c.Instance)
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return invalid("listen", "%q is not host:port", c.Listen)
 	}
@@ -182,8 +195,11 @@ func (c *Config) Validate() error {
 			return invalid(f, "%q must be an absolute path", v)
 		}
 	}
-	if !slices.Contains([]string{"exec", "runc"}, c.Runtime) {
-		return invalid("runtime", "%q is not one of exec, runc", c.Runtime)
+	if !slices.Contains([]string{"exec", "runc", "containerd"}, c.Runtime) {
+		return invalid("runtime", "%q is not one of runc, containerd, exec", c.Runtime)
+	}
+	if c.Runtime == "containerd" && !strings.HasPrefix(c.ContainerdAddress, "/") {
+		return invalid("containerd_address", "%q must be the absolute path of containerd's socket", c.ContainerdAddress)
 	}
 	if !slices.Contains([]string{"required", "lowered"}, c.Confinement) {
 		return invalid("confinement", "%q is not one of required, lowered", c.Confinement)

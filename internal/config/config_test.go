@@ -38,6 +38,8 @@ func TestParse(t *testing.T) {
 		{"not yaml", "listen: [\n", "invalid configuration"},
 		{"bad inside address", "internal_network:\n  inside_address: 10.77.0.2\n", "internal_network.inside_address"},
 		{"bad allow", "internal_network:\n  allow: [backoffice]\n", "internal_network.allow"},
+		{"bad instance", "instance: E2S/../x\n", "instance"},
+		{"instance ok", "instance: e2st-42\n", ""},
 		{"allow ok", "internal_network:\n  allow: [10.77.0.10:8080]\n", ""},
 	}
 	for _, tt := range tests {

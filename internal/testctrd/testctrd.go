@@ -1,0 +1,105 @@
+// Package testctrd starts a containerd daemon of a test's own (own root,
+// state and sockets) and stops it when the test ends. Test code only.
+package testctrd
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Start runs containerd with its state under a new directory in top and
+// returns its gRPC socket.
+func Start(t testing.TB, top string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("containerd tests run as root (they do in CI)")
+	}
+	bin, err := exec.LookPath("containerd")
+	if err != nil {
+		t.Fatalf("containerd daemon not installed (Debian package containerd): %v", err)
+	}
+	// containerd 1.6 puts shim sockets under /run/containerd whatever its
+	// config says: remove those directories after, if they were not there.
+	var created []string
+	for _, d := range []string{"/run/containerd", "/run/containerd/s", "/run/containerd/runc"} {
+		if _, err := os.Stat(d); err != nil {
+			created = append([]string{d}, created...)
+		}
+	}
+	t.Cleanup(func() {
+		for _, d := range created {
+			syscall.Rmdir(d)
+		}
+	})
+	dir, err := os.MkdirTemp(top, "ctrd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "c.sock")
+	cfg := fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = %[3]q
+[ttrpc]
+  address = %[4]q
+[debug]
+  address = %[5]q
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[6]q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc", filepath.Join(dir, "debug.sock"), filepath.Join(dir, "opt"))
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", filepath.Join(dir, "config.toml"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("containerd log:\n%s", tail(string(b), 4000))
+		}
+		os.RemoveAll(dir) // containerd mounts nothing for rootfs-path containers
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("containerd did not come up:\n%s", tail(string(b), 4000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
