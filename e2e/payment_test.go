@@ -387,6 +387,37 @@ func TestPayment(t *testing.T) {
 		}
 	})
 
+	t.Run("kill -9 payment: state survives sealed, retry and capture not doubled", func(t *testing.T) {
+		if st, m := p.call(t, "payment/authorize", authBody("e2eorder7", 4900, "documents", visa)); st != 200 || m["approved"] != true {
+			t.Fatalf("authorize = %d %v", st, m)
+		}
+		st, _ := p.status()
+		old := st.Compartments["payment"].Pid
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		p.waitRunning(map[string]int{"payment": old})
+		var status int32
+		var m map[string]any
+		for i := 0; i < 50; i++ { // the gate learns of the new process right after it is up
+			if status, m = p.call(t, "payment/authorize", authBody("e2eorder7", 4900, "documents", visa)); status != 503 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if status != 200 || m["reason"] != "already_authorized" {
+			t.Fatalf("retry after restart = %d %v", status, m)
+		}
+		for range 2 {
+			if st, m := p.call(t, "payment/capture", map[string]string{"order_id": "e2eorder7"}); st != 200 || m["captured"] != true {
+				t.Fatalf("capture after restart = %d %v", st, m)
+			}
+		}
+		if a, c := p.ledgerEntries(t, "0100", "e2eorder7"), p.ledgerEntries(t, "0220", "e2eorder7"); a != 1 || c != 1 {
+			t.Fatalf("acquirer saw %d authorisations and %d captures, want 1 and 1", a, c)
+		}
+	})
+
 	t.Run("only payment can reach the SOCKS filter", func(t *testing.T) {
 		sock := filepath.Join(p.runDir(), "socks", "payment", "socks.sock")
 		for name, uid := range map[string]int{"outside": uidOutside, "purchasing": uidPurchasing, "keyhandler": uidKeyhandler, "inside": uidInside} {
