@@ -3,6 +3,11 @@
 // read-only tree when the configuration names no static directory.
 package site
 
+// static/shop.js is generated from web/ (PKI.js + asn1js, bundled by
+// esbuild; exact versions in web/package-lock.json) and committed, so that
+// building needs no npm. "make generate" rebuilds it where npm is installed.
+//go:generate sh -c "if command -v npm >/dev/null; then cd web && npm ci --no-audit --no-fund && npm run build; else echo 'npm not installed: keeping the committed static/shop.js'; fi"
+
 import "embed"
 
 // Files is the storefront.

@@ -1,0 +1,284 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/chromedp"
+
+	"github.com/e2sgate/e2sgate/internal/auditlog"
+	"github.com/e2sgate/e2sgate/internal/cms"
+)
+
+// credentialPEM is the file a browser buyer holds: the PKCS#8 key and the
+// registered certificate.
+func credentialPEM(t testing.TB, id *puIdentity) []byte {
+	t.Helper()
+	k, err := x509.MarshalPKCS8PrivateKey(id.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k}), id.pem()...)
+}
+
+// merchantCert is the key handler's certificate as the web front serves it.
+func (a *appliance) merchantCert(t testing.TB) *x509.Certificate {
+	t.Helper()
+	resp, body := a.do("GET", "/cgi-bin/keyhandler/certificate", "", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("merchant certificate: %d %s", resp.StatusCode, body)
+	}
+	blk, _ := pem.Decode(body)
+	if blk == nil {
+		t.Fatalf("merchant certificate is not PEM: %q", body)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// artifactDir is where browser screenshots are kept: $E2E_ARTIFACTS, else
+// bin/artifacts in the repository (build output, not committed).
+func artifactDir(t testing.TB) string {
+	dir := os.Getenv("E2E_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "bin", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// newBrowser starts Debian's chromium headless with a fresh profile. The
+// appliance's certificate is self-signed, so certificate errors are
+// ignored — in this test only.
+func newBrowser(t testing.TB) context.Context {
+	t.Helper()
+	exe, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is not installed (apt-get install chromium; make deps): %v", err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(exe),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1200, 1800),
+	}
+	// A generous bound so that a hung browser fails the test instead of
+	// the whole run; nothing is asserted about how long a step takes.
+	ctx, cancelTimeout := context.WithTimeout(context.Background(), 4*time.Minute)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf), chromedp.WithErrorf(func(f string, args ...any) {
+		// cdproto lags behind Debian's chromium: events with enum values
+		// it does not know yet are not errors of the page.
+		if msg := fmt.Sprintf(f, args...); !strings.Contains(msg, "could not unmarshal event") {
+			t.Logf("chromedp: %s", msg)
+		}
+	}))
+	t.Cleanup(func() { cancelBrowser(); cancelAlloc(); cancelTimeout() })
+	if err := chromedp.Run(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return bctx
+}
+
+func brRun(t testing.TB, ctx context.Context, step string, actions ...chromedp.Action) {
+	t.Helper()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		var page string
+		chromedp.Run(ctx, chromedp.Text("body", &page, chromedp.ByQuery))
+		t.Fatalf("%s: %v\npage:\n%s", step, err, page)
+	}
+}
+
+// brAwait runs actions, then waits until the page has finished the step —
+// the status element sel says ok or bad — and fails with the page's
+// message if it says bad.
+func brAwait(t testing.TB, ctx context.Context, step, sel string, actions ...chromedp.Action) {
+	t.Helper()
+	actions = append(actions, chromedp.WaitVisible(sel+".ok, "+sel+".bad", chromedp.ByQuery))
+	brRun(t, ctx, step, actions...)
+	var ok bool
+	brRun(t, ctx, step, chromedp.Evaluate(`document.querySelector("`+sel+`").classList.contains("ok")`, &ok))
+	if !ok {
+		t.Fatalf("%s: the page says: %s", step, brText(t, ctx, sel))
+	}
+}
+
+func brText(t testing.TB, ctx context.Context, sel string) string {
+	t.Helper()
+	var s string
+	brRun(t, ctx, "read "+sel, chromedp.Text(sel, &s, chromedp.ByQuery))
+	return s
+}
+
+func brCount(t testing.TB, ctx context.Context, sel string) int {
+	t.Helper()
+	var nodes []*cdp.Node
+	brRun(t, ctx, "count "+sel, chromedp.Nodes(sel, &nodes, chromedp.ByQueryAll, chromedp.AtLeast(0)))
+	return len(nodes)
+}
+
+func brContains(t testing.TB, what, got string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Fatalf("%s: %q does not contain %q", what, got, w)
+		}
+	}
+}
+
+// TestStorefrontBrowser buys through the storefront page in headless
+// Chromium: browse the public catalogue, load the buyer's key and
+// certificate, log in with a signed message, browse the private catalogue,
+// fill the basket, get the merchant's signed offer and check it, accept it
+// with a signature made by WebCrypto, and check the countersigned contract.
+// It asserts on what the page shows and on the appliance's side (order,
+// contract, audit).
+func TestStorefrontBrowser(t *testing.T) {
+	acqConfig, startAcquirer := puAcquirer(t)
+	a := startAppliance(t, acqConfig)
+	startAcquirer(a)
+	mia, bob := puNewIdentity(t, "Mia"), puNewIdentity(t, "Bob")
+	puEnrol(t, a, mia, bob)
+	merchant := a.merchantCert(t)
+	credFile := filepath.Join(t.TempDir(), "bob.pem")
+	if err := os.WriteFile(credFile, credentialPEM(t, bob), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := newBrowser(t)
+
+	// Public catalogue.
+	brAwait(t, ctx, "load the storefront", "#ready", chromedp.Navigate(a.URL+"/"))
+	brRun(t, ctx, "public catalogue", chromedp.WaitVisible(`#catalogue tr[data-sku="LIC-STD"]`, chromedp.ByQuery))
+	brContains(t, "merchant", brText(t, ctx, "#merchant"), "e2sgate merchant", brFingerprint(merchant))
+	brContains(t, "public catalogue", brText(t, ctx, `#catalogue tr[data-sku="LIC-STD"]`), "Standard software licence", "199.00 EUR")
+
+	// The buyer's credential and the signed log-in (E2S §6.2.1.1 steps 1-4).
+	brAwait(t, ctx, "load the credential", "#cred-status",
+		chromedp.SetUploadFiles(`#cred-file`, []string{credFile}, chromedp.ByQuery))
+	brContains(t, "credential", brText(t, ctx, "#cred-status"), "of Bob loaded", bob.fp())
+	brAwait(t, ctx, "log in", "#login-status", chromedp.Click(`#login`, chromedp.ByQuery))
+	brContains(t, "log-in", brText(t, ctx, "#login-status"), "logged in as Bob (acme, buyer)", "merchant's answer signature verified")
+	brRun(t, ctx, "private catalogue",
+		chromedp.WaitVisible(`#catalogue tr[data-sku="LIC-STD"] button.add`, chromedp.ByQuery))
+	brContains(t, "private catalogue", brText(t, ctx, "#cat-title"), "Private catalogue of ACME Ltd")
+	brContains(t, "contract price", brText(t, ctx, `#catalogue tr[data-sku="LIC-STD"]`), "159.00 EUR", "199.00 EUR")
+	if n := brCount(t, ctx, `#catalogue tr[data-sku="SUP-1Y"] button.add`); n != 0 {
+		t.Fatalf("services are not among Bob's categories, yet the page offers to add SUP-1Y")
+	}
+
+	// Basket: 2 x LIC-STD (contract price, 19 %), 1 x DOC-SPEC (7 %).
+	brRun(t, ctx, "fill the basket",
+		chromedp.Click(`button.add[data-sku="LIC-STD"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#basket tr[data-sku="LIC-STD"]`, chromedp.ByQuery),
+		chromedp.Click(`button.add[data-sku="LIC-STD"]`, chromedp.ByQuery),
+		chromedp.Click(`button.add[data-sku="DOC-SPEC"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#basket tr[data-sku="DOC-SPEC"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#basket tr[data-rate="7"]`, chromedp.ByQuery))
+	// net 2*159.00 + 49.00 = 367.00; VAT 60.42 + 3.43; gross 430.85
+	brContains(t, "basket", brText(t, ctx, "#basket"), "318.00 EUR", "49.00 EUR", "60.42 EUR", "3.43 EUR", "gross 430.85 EUR")
+
+	// The merchant's signed offer (step 5), checked in the page.
+	brAwait(t, ctx, "get the offer", "#offer-status", chromedp.Click(`#get-offer`, chromedp.ByQuery))
+	brContains(t, "offer status", brText(t, ctx, "#offer-status"), "merchant signature verified", brFingerprint(merchant))
+	offerID := brText(t, ctx, "#offer-id")
+	brContains(t, "offer", brText(t, ctx, "#offer-body"), "acme", "Standard software licence", "Technical specification",
+		"19 %", "7 %", "gross 430.85 EUR", "Terms:")
+
+	// Acceptance signed with the buyer's key in WebCrypto (step 6), and the
+	// contract (step 7) checked in the page.
+	brAwait(t, ctx, "accept the offer", "#contract-status",
+		chromedp.SendKeys(`#pan`, puPAN, chromedp.ByQuery),
+		chromedp.SendKeys(`#expiry`, puExpiry, chromedp.ByQuery),
+		chromedp.Click(`#accept`, chromedp.ByQuery))
+	brRun(t, ctx, "order", chromedp.WaitVisible(`#order-state`, chromedp.ByQuery))
+	brContains(t, "contract", brText(t, ctx, "#contract-status"), "three signatures verified")
+	if got := brText(t, ctx, "#order-id"); got != offerID {
+		t.Fatalf("order id %q, offer id %q", got, offerID)
+	}
+	signers := brText(t, ctx, "#contract-signers")
+	brContains(t, "contract signers", signers, "merchant (offer): e2sgate merchant", "buyer (acceptance): Bob —",
+		"merchant (confirmation): e2sgate merchant", "countersignature over the buyer's signature — verified")
+	if n := brCount(t, ctx, "#contract-signers li"); n != 4 {
+		t.Fatalf("%d lines about the contract's signatures, want 4", n)
+	}
+	var png []byte
+	brRun(t, ctx, "screenshot", chromedp.FullScreenshot(&png, 100))
+	shot := filepath.Join(artifactDir(t), "storefront-contract.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the contract step: %s", shot)
+
+	// The appliance's side: the order is stored with the contract the page
+	// showed, signed by merchant, buyer (registered certificate), merchant.
+	resp, body := puDo(t, a, puClient(a, bob), "GET", "/cgi-bin/purchasing/order/"+offerID, "", nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("order: %d %s", resp.StatusCode, body)
+	}
+	var order struct {
+		Status        string `json:"status"`
+		Org           string `json:"org"`
+		Buyer         string `json:"buyer"`
+		GrossCents    int64  `json:"gross_cents"`
+		Contract      string `json:"contract"`
+		Authorization struct {
+			Approved bool `json:"approved"`
+		} `json:"authorization"`
+	}
+	if err := json.Unmarshal(body, &order); err != nil {
+		t.Fatalf("order: %v: %s", err, body)
+	}
+	if order.Org != "acme" || order.Buyer != bob.fp() || order.GrossCents != 43085 || !order.Authorization.Approved {
+		t.Fatalf("order as stored: %s", body)
+	}
+	contract, err := base64.StdEncoding.DecodeString(order.Contract)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := cms.Verify(contract, cms.VerifyOptions{Registered: []*x509.Certificate{merchant, bob.cert}})
+	if err != nil {
+		t.Fatalf("stored contract: %v", err)
+	}
+	if len(signed.Signers) != 3 || !signed.Signers[0].Certificate.Equal(merchant) || !signed.Signers[1].Certificate.Equal(bob.cert) ||
+		!signed.Signers[2].Certificate.Equal(merchant) || len(signed.Signers[1].CounterSignatures) != 1 {
+		t.Fatalf("stored contract signers: %+v", signed.Signers)
+	}
+	a.audited(func(r auditlog.Record) bool {
+		return r.Script == "purchasing/accept" && r.Caller == "outside" && r.Decision == "allow" && r.Status == 201
+	})
+	a.audited(func(r auditlog.Record) bool {
+		return r.Script == "keyhandler/countersign" && r.Caller == "purchasing" && r.Decision == "allow"
+	})
+}
+
+func brFingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
+}
