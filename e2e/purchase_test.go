@@ -661,6 +661,37 @@ func TestPurchase(t *testing.T) {
 			t.Fatalf("accept over the new limit = %d %s", resp.StatusCode, b)
 		}
 	})
+
+	t.Run("revoked buyer certificate refused", func(t *testing.T) {
+		// The offer is issued and signed while Bob is still registered.
+		restore, _ := json.Marshal(map[string]any{"fingerprint": bob.fp(), "name": "Bob", "limit_cents": 200_000, "categories": []string{"software", "documents"}})
+		if resp, b := puDo(t, a, miaC, "POST", "/cgi-bin/purchasing/buyers", "application/json", restore, nil); resp.StatusCode != 200 {
+			t.Fatalf("restore limits = %d %s", resp.StatusCode, b)
+		}
+		_, acc, _ := offer(t, `{"items":[{"sku":"DOC-SPEC","qty":1}]}`)
+		body, _ := json.Marshal(map[string]any{"fingerprint": bob.fp(), "name": "Bob", "revoked": true,
+			"time": time.Now().UTC().Format(time.RFC3339)})
+		sig, _ := cms.SignHeader(body, mia.key, mia.cert) // the manager's signed change (B2B)
+		if resp, b := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/buyers", "application/json", body, map[string]string{"E2s-Signature": sig}); resp.StatusCode != 200 {
+			t.Fatalf("revoke = %d %s", resp.StatusCode, b)
+		}
+		if resp, b := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/buyers", "application/json", body, map[string]string{"E2s-Signature": sig}); resp.StatusCode != 401 || puErr(b) != "replayed" {
+			t.Fatalf("replayed signed change = %d %s", resp.StatusCode, b)
+		}
+		for _, tt := range []struct {
+			method, path string
+			body         []byte
+		}{
+			{"GET", "/cgi-bin/purchasing/private", nil},
+			{"POST", "/cgi-bin/purchasing/offer", []byte(basketJSON)},
+			{"POST", "/cgi-bin/purchasing/accept", puAccept(acc, puPAN)},
+		} {
+			resp, b := puDo(t, a, bobC, tt.method, tt.path, "application/json", tt.body, nil)
+			if resp.StatusCode != 403 || puErr(b) != "revoked" {
+				t.Errorf("%s %s by a revoked buyer = %d %s", tt.method, tt.path, resp.StatusCode, b)
+			}
+		}
+	})
 }
 
 func puContent(t *testing.T, der []byte) []byte {

@@ -257,6 +257,9 @@ func (h *Handler) authenticate(c *callpb.Call) (*Buyer, *callpb.Response) {
 		if b == nil {
 			return nil, protocol.Error(401, "bad_signature", "the E2s-Signature header does not verify against a registered certificate")
 		}
+		if !h.firstUse(meta["HTTP_E2S_SIGNATURE"], now) {
+			return nil, protocol.Error(401, "replayed", "this signed request was already received; sign it again")
+		}
 	case meta["HTTP_E2S_SESSION"] != "":
 		h.authMu.Lock()
 		s, ok := h.sessions[meta["HTTP_E2S_SESSION"]]
@@ -294,6 +297,27 @@ func (h *Handler) mustAuthenticate(c *callpb.Call) (*Buyer, *callpb.Response) {
 		resp = protocol.Error(401, "unauthenticated", "present a registered certificate, an E2s-Signature or an E2s-Session")
 	}
 	return b, resp
+}
+
+// firstUse records a header signature and reports whether it is new
+// within replayWindow: a signed request is answered once.
+func (h *Handler) firstUse(sig string, now time.Time) bool {
+	sum := sha256.Sum256([]byte(sig))
+	k := hex.EncodeToString(sum[:])
+	h.authMu.Lock()
+	defer h.authMu.Unlock()
+	for s, exp := range h.seen {
+		if now.After(exp) {
+			delete(h.seen, s)
+		}
+	}
+	if _, ok := h.seen[k]; ok {
+		return false
+	}
+	if len(h.seen) < maxPending {
+		h.seen[k] = now.Add(replayWindow)
+	}
+	return true
 }
 
 type session struct {
@@ -338,6 +362,7 @@ func viewOf(org string, m Member) MemberView {
 
 const (
 	challengeTTL = 5 * time.Minute
+	replayWindow = 2 * challengeTTL
 	sessionTTL   = time.Hour
 	maxPending   = 10000
 )
@@ -427,11 +452,20 @@ func (h *Handler) buyers(ctx context.Context, c *callpb.Call) *callpb.Response {
 	var req struct {
 		Member
 		Fingerprint string `json:"fingerprint"`
+		Time        string `json:"time"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(c.GetBody()))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return protocol.Error(400, "bad_member", `want {"certificate" or "fingerprint","name","role","limit_cents","categories","revoked"}`)
+		return protocol.Error(400, "bad_member", `want {"certificate" or "fingerprint","name","role","limit_cents","categories","revoked","time"}`)
+	}
+	if c.GetMeta()["HTTP_E2S_SIGNATURE"] != "" {
+		// A signed change is bound to its time, so that an old one cannot
+		// be sent again later (say, to undo a revocation).
+		t, err := time.Parse(time.RFC3339, req.Time)
+		if now := h.now(); err != nil || t.Before(now.Add(-challengeTTL)) || t.After(now.Add(challengeTTL)) {
+			return protocol.Error(401, "stale_request", "a signed change carries \"time\" (RFC 3339) within 5 minutes of the merchant's clock")
+		}
 	}
 	m := req.Member
 	if m.Certificate == "" {

@@ -115,6 +115,11 @@ func (h *Handler) delivered(ctx context.Context, c *callpb.Call) *callpb.Respons
 		if !cp.Captured {
 			h.log.Warn("capture failed", "req_id", c.GetReqId(), "order_id", o.OrderID, "detail", cp.Detail)
 		}
+		if err != nil || r.GetStatus() != 200 {
+			// Payment did not decide: the back office's confirmation is
+			// sent again (inside retries until 2xx), and so is the capture.
+			return protocol.Error(503, "capture_pending", "delivered; the capture is retried")
+		}
 	}
 	return protocol.JSON(200, map[string]any{"order_id": o.OrderID, "status": o.Status, "captured": o.Capture.Captured})
 }

@@ -6,8 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
@@ -158,10 +158,12 @@ func (h *Handler) merchantCert(ctx context.Context, reqID string) (*x509.Certifi
 	return c, nil
 }
 
-// lock serialises the steps of one order.
+// lock serialises the steps of one order (striped: a bounded set of
+// mutexes, so ids from unauthenticated requests cannot grow memory).
 func (h *Handler) lock(id string) func() {
-	m, _ := h.locks.LoadOrStore(id, &sync.Mutex{})
-	mu := m.(*sync.Mutex)
+	f := fnv.New32a()
+	f.Write([]byte(id))
+	mu := &h.locks[f.Sum32()%uint32(len(h.locks))]
 	mu.Lock()
 	return mu.Unlock
 }

@@ -123,11 +123,12 @@ type Handler struct {
 	authMu     sync.Mutex
 	challenges map[string]time.Time
 	sessions   map[string]session
+	seen       map[string]time.Time // header signatures answered, see firstUse
 
 	certMu   sync.Mutex
 	merchant *x509.Certificate
 
-	locks sync.Map // order id → *sync.Mutex
+	locks [64]sync.Mutex // by order id, see lock
 }
 
 const (
@@ -144,7 +145,7 @@ func New(log *slog.Logger, gate Caller, dataDir string) (*Handler, error) {
 	}
 	h := &Handler{log: log, gate: gate, cat: DefaultCatalogue, db: db, now: time.Now,
 		reg:        &registry{path: filepath.Join(dataDir, "enrolment.json"), overrides: map[string]override{}, synced: map[string]bool{}},
-		challenges: map[string]time.Time{}, sessions: map[string]session{}}
+		challenges: map[string]time.Time{}, sessions: map[string]session{}, seen: map[string]time.Time{}}
 	if _, err := db.get("members", &h.reg.overrides); err != nil {
 		return nil, fmt.Errorf("registered members: %w", err)
 	}

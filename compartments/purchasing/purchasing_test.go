@@ -516,6 +516,20 @@ func TestHeaderSignatureAndLogin(t *testing.T) {
 	if r := call("POST", "offer", map[string]string{"HTTP_E2S_SIGNATURE": sig}, []byte(`{"items":[{"sku":"LIC-STD","qty":9}]}`)); r.GetStatus() != 401 {
 		t.Fatalf("signature over another body = %d", r.GetStatus())
 	}
+	if r := call("POST", "offer", map[string]string{"HTTP_E2S_SIGNATURE": sig}, body); r.GetStatus() != 401 || errCode(r) != "replayed" {
+		t.Fatalf("replayed header signature = %d %s", r.GetStatus(), r.GetBody())
+	}
+	// A manager's signed change carries its time.
+	for _, tt := range []struct {
+		time   string
+		status int32
+	}{{"", 401}, {time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), 401}, {time.Now().UTC().Format(time.RFC3339), 200}} {
+		m, _ := json.Marshal(map[string]any{"fingerprint": Fingerprint(f.bob.cert), "name": "Bob", "limit_cents": 5000, "categories": []string{"software"}, "time": tt.time})
+		msig, _ := cms.SignHeader(m, f.mia.key, f.mia.cert)
+		if r := call("POST", "buyers", map[string]string{"HTTP_E2S_SIGNATURE": msig}, m); r.GetStatus() != tt.status {
+			t.Fatalf("signed change at %q = %d %s", tt.time, r.GetStatus(), r.GetBody())
+		}
+	}
 	eveSig, _ := cms.SignHeader(body, f.eve.key, f.eve.cert)
 	if r := call("POST", "offer", map[string]string{"HTTP_E2S_SIGNATURE": eveSig}, body); r.GetStatus() != 401 {
 		t.Fatalf("unregistered signer = %d", r.GetStatus())
