@@ -142,6 +142,8 @@ func TestAdminCommandAuthorizations(t *testing.T) {
 		{[]string{"status"}, "appliance.status", []string{"operator"}},
 		{[]string{"metrics"}, "appliance.status", []string{"operator"}},
 		{[]string{"compartment", "restart", "nosuch"}, "appliance.control", []string{"operator"}},
+		{[]string{"compartment", "stop", "nosuch"}, "appliance.control", []string{"operator"}},
+		{[]string{"compartment", "start", "nosuch"}, "appliance.control", []string{"operator"}},
 		{[]string{"audit", "verify"}, "audit.read", []string{"auditor"}},
 		{[]string{"audit", "tail", "-n", "3"}, "audit.read", []string{"auditor"}},
 		{[]string{"audit", "search", "-decision", "deny"}, "audit.read", []string{"auditor"}},
@@ -334,9 +336,35 @@ func TestPolicyLifecycle(t *testing.T) {
 	}
 	waitFor(t, "old policy back", func() bool { c, _, _ := a.get("/cgi-bin/purchasing/catalogue"); return c == 200 })
 
-	// The gate agent restarted later still enforces the active version.
 	if code, out := a.ctl(uidOtto, "status"); code != 0 || !strings.Contains(out, "gate_pid") {
 		t.Fatalf("status: exit %d\n%s", code, out)
+	}
+}
+
+// The operator stops and starts a compartment: while stopped its calls are
+// refused (503 gate.target_unavailable), it is not restarted, and the stop
+// is no crash.
+func TestOperatorStopsAndStarts(t *testing.T) {
+	a := startAppliance(t, "policy_dir: "+policyDir(t, nil)+"\n")
+	before, _ := a.status()
+	if code, out := a.ctl(uidOtto, "compartment", "stop", "purchasing"); code != 0 {
+		t.Fatalf("stop: exit %d\n%s", code, out)
+	}
+	waitFor(t, "purchasing stopped", func() bool {
+		st, _ := a.status()
+		c, r, _ := a.get("/cgi-bin/purchasing/catalogue")
+		return st.Compartments["purchasing"].State == "stopped" && c == 503 && r == "gate.target_unavailable"
+	})
+	if code, out := a.ctl(uidOtto, "compartment", "start", "purchasing"); code != 0 {
+		t.Fatalf("start: exit %d\n%s", code, out)
+	}
+	waitFor(t, "purchasing serving again", func() bool { c, _, _ := a.get("/cgi-bin/purchasing/catalogue"); return c == 200 })
+	after, _ := a.status()
+	if after.Compartments["purchasing"].Restarts != before.Compartments["purchasing"].Restarts {
+		t.Fatalf("an operator's stop counted as a crash: %d → %d", before.Compartments["purchasing"].Restarts, after.Compartments["purchasing"].Restarts)
+	}
+	if code, _ := a.ctl(uidOtto, "compartment", "start", "purchasing"); code != 1 {
+		t.Fatalf("start of a running compartment: exit %d", code)
 	}
 }
 

@@ -19,6 +19,8 @@ command_authorizations := {
 	"status": "appliance.status",
 	"metrics": "appliance.status",
 	"compartment.restart": "appliance.control",
+	"compartment.stop": "appliance.control",
+	"compartment.start": "appliance.control",
 	"audit.verify": "audit.read",
 	"audit.tail": "audit.read",
 	"audit.search": "audit.read",

@@ -14,7 +14,7 @@ const usage = `usage: e2sctl [-socket PATH] [-json] COMMAND [ARGS]
 
   whoami                                your uid and roles
   status                                compartments, pids, restarts      (operator)
-  compartment restart NAME                                                (operator)
+  compartment start|stop|restart NAME                                    (operator)
   audit verify [-log FILE -pubkey FILE] prove the audit log whole; offline with -log (auditor)
   audit tail [-n N] [FILTERS]           newest records                    (auditor)
   audit search [FILTERS]                FILTERS: -log gate|admin -compartment C -decision allow|deny

@@ -192,6 +192,28 @@ func (s *Supervisor) registerAdmin(srv *admin.Server, sh *shadows) {
 		}
 		return map[string]any{"compartment": a.Name, "stopped_pid": pid, "note": "the supervisor starts it again"}, nil
 	}})
+	srv.Register("compartment.stop", admin.Command{Run: func(_ context.Context, _ admin.Caller, args json.RawMessage) (any, error) {
+		name, err := s.compartmentArg(args)
+		if err != nil {
+			return nil, err
+		}
+		return s.stopCompartment(name)
+	}})
+	srv.Register("compartment.start", admin.Command{Run: func(_ context.Context, _ admin.Caller, args json.RawMessage) (any, error) {
+		name, err := s.compartmentArg(args)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		ch := s.held[name]
+		delete(s.held, name)
+		s.mu.Unlock()
+		if ch == nil {
+			return nil, fmt.Errorf("%w: %s was not stopped by an operator", admin.ErrBadRequest, name)
+		}
+		close(ch)
+		return map[string]string{"compartment": name, "state": "starting"}, nil
+	}})
 	srv.Register("policy.show", admin.Command{Run: func(context.Context, admin.Caller, json.RawMessage) (any, error) {
 		return s.policyState()
 	}})
@@ -713,4 +735,60 @@ func (s *Supervisor) startMetrics(ctx context.Context, srv *admin.Server, auditD
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	return done
+}
+
+func (s *Supervisor) compartmentArg(args json.RawMessage) (string, error) {
+	var a struct {
+		Name string `json:"name"`
+	}
+	json.Unmarshal(args, &a)
+	if !slices.Contains(config.Names, a.Name) {
+		return "", fmt.Errorf("%w: no compartment %q (have %s)", admin.ErrBadRequest, a.Name, strings.Join(config.Names, ", "))
+	}
+	return a.Name, nil
+}
+
+// stopCompartment holds name stopped (its supervise loop waits in
+// waitUnheld) and ends the running process.
+func (s *Supervisor) stopCompartment(name string) (any, error) {
+	s.mu.Lock()
+	if s.held == nil {
+		s.held = map[string]chan struct{}{}
+	}
+	if s.held[name] == nil {
+		s.held[name] = make(chan struct{})
+	}
+	pid := s.status.Compartments[name].Pid
+	s.mu.Unlock()
+	if pid > 0 {
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return nil, fmt.Errorf("stop %s: %w", name, err)
+		}
+	}
+	return map[string]any{"compartment": name, "stopped_pid": pid, "state": "stopped until e2sctl compartment start " + name}, nil
+}
+
+func (s *Supervisor) isHeld(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held[name] != nil
+}
+
+// waitUnheld returns once name may run (at once unless an operator stopped
+// it); false if ctx ended first.
+func (s *Supervisor) waitUnheld(ctx context.Context, name string) bool {
+	for {
+		s.mu.Lock()
+		ch := s.held[name]
+		s.mu.Unlock()
+		if ch == nil {
+			return ctx.Err() == nil
+		}
+		s.setState(name, Stopped, 0)
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }

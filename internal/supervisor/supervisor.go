@@ -87,8 +87,9 @@ type Supervisor struct {
 	mu       sync.Mutex
 	gateIn   io.Writer // control pipe of the running gate agent, or nil
 	attached map[string]gateagent.Attachment
-	pending  []gateagent.Event // to audit once a gate agent runs
-	socks    []*os.File        // SOCKS listeners handed to inside (filters.go)
+	held     map[string]chan struct{} // compartments an operator stopped (admin.go)
+	pending  []gateagent.Event        // to audit once a gate agent runs
+	socks    []*os.File               // SOCKS listeners handed to inside (filters.go)
 	status   Status
 }
 
@@ -376,12 +377,18 @@ func (s *Supervisor) supervise(ctx context.Context, name string) {
 	backoff := s.cfg.Restart.InitialBackoff
 	var crashes []time.Time
 	for {
+		if !s.waitUnheld(ctx, name) {
+			return
+		}
 		s.setState(name, Starting, 0)
 		started := time.Now()
 		err := s.runOnce(ctx, name)
 		if ctx.Err() != nil {
 			s.setState(name, Stopped, 0)
 			return
+		}
+		if s.isHeld(name) { // stopped by an operator: no crash
+			continue
 		}
 		now := time.Now()
 		if now.Sub(started) > s.cfg.Restart.Window {
