@@ -117,6 +117,9 @@ func (s *Server) serveConn(c net.Conn) {
 
 // Handle decides one request; answer false means: stay silent.
 func (s *Server) Handle(b []byte) (iso.Response, bool) {
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
 	req, err := iso.UnpackRequest(b)
 	if err != nil {
 		s.Log.Warn("bad request", "error", err)
