@@ -563,14 +563,23 @@ func TestPurchase(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var resp *http.Response
-		var msg []byte
-		for i := 0; i < 300; i++ {
-			if resp, msg = puDo(t, a, bobC, "GET", "/cgi-bin/purchasing/delivery/"+doc1.OfferID, "", nil, nil); resp.StatusCode == 200 {
-				break
+		// Wait until the back office's confirmations have gone through
+		// inside to purchasing: both orders delivered and captured.
+		for _, id := range []string{doc1.OfferID, doc2.OfferID} {
+			var o purchasing.Order
+			for i := 0; i < 600; i++ {
+				o = purchasing.Order{}
+				_, body := puDo(t, a, bobC, "GET", "/cgi-bin/purchasing/order/"+id, "", nil, nil)
+				if json.Unmarshal(body, &o) == nil && o.Capture != nil && o.Capture.Captured {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
-			time.Sleep(100 * time.Millisecond)
+			if o.Status != purchasing.StatusDelivered || o.Capture == nil || !o.Capture.Captured {
+				t.Fatalf("order %s not delivered and captured after the confirmation: %+v", id, o)
+			}
 		}
+		resp, msg := puDo(t, a, bobC, "GET", "/cgi-bin/purchasing/delivery/"+doc1.OfferID, "", nil, nil)
 		if resp.StatusCode != 200 {
 			t.Fatalf("delivery = %d %s", resp.StatusCode, msg)
 		}
@@ -600,12 +609,6 @@ func TestPurchase(t *testing.T) {
 		}
 		if resp, body := puDo(t, a, bobC, "POST", "/cgi-bin/purchasing/ack/"+doc1.OfferID, "application/pkcs7-mime", ack, nil); resp.StatusCode != 200 {
 			t.Fatalf("acknowledgement = %d %s", resp.StatusCode, body)
-		}
-		for i := 0; i < 300; i++ { // the second confirmation, too
-			if resp, _ := puDo(t, a, bobC, "GET", "/cgi-bin/purchasing/delivery/"+doc2.OfferID, "", nil, nil); resp.StatusCode == 200 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
 		}
 		puKill(t, a, "purchasing")
 		resp, body := puDo(t, a, bobC, "GET", "/cgi-bin/purchasing/order/"+doc1.OfferID, "", nil, nil)
