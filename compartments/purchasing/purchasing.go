@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -119,6 +120,8 @@ type Handler struct {
 	db   *store
 	reg  *registry
 	now  func() time.Time
+	// legacy holds the first slice's unsealed orders (read only).
+	legacy string
 
 	authMu     sync.Mutex
 	challenges map[string]time.Time
@@ -143,7 +146,7 @@ func New(log *slog.Logger, gate Caller, dataDir string) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("record store: %w", err)
 	}
-	h := &Handler{log: log, gate: gate, cat: DefaultCatalogue, db: db, now: time.Now,
+	h := &Handler{log: log, gate: gate, cat: DefaultCatalogue, db: db, now: time.Now, legacy: filepath.Join(dataDir, "orders"),
 		reg:        &registry{path: filepath.Join(dataDir, "enrolment.json"), overrides: map[string]override{}, synced: map[string]bool{}},
 		challenges: map[string]time.Time{}, sessions: map[string]session{}, seen: map[string]time.Time{}}
 	if _, err := db.get("members", &h.reg.overrides); err != nil {
@@ -420,7 +423,13 @@ func (h *Handler) loadOrder(reqID, id string) (*Order, *callpb.Response) {
 		return nil, protocol.Error(500, "read_failed", "the order could not be read")
 	}
 	if !ok {
-		return nil, protocol.Error(404, "no_order", "no such order")
+		// An order of the first slice, stored in clear before records were
+		// sealed: still readable by its id.
+		b, err := os.ReadFile(filepath.Join(h.legacy, id+".json"))
+		if err != nil || json.Unmarshal(b, &o) != nil || o.OrderID != id {
+			return nil, protocol.Error(404, "no_order", "no such order")
+		}
+		o.Status, o.Org = StatusStored, ""
 	}
 	return &o, nil
 }

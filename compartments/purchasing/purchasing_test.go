@@ -65,6 +65,10 @@ type fakeGate struct {
 	calls   []string
 	limits  map[string]map[string]any
 	auths   map[string]int // order id → authorisations
+	// authOrders counts authorise requests per order; failCountersign
+	// fails that many countersign calls.
+	authOrders      map[string]int
+	failCountersign int
 	capture map[string]int
 	spooled []string
 }
@@ -78,6 +82,10 @@ func (g *fakeGate) Call(ctx context.Context, c *callpb.Call) (*callpb.Response, 
 	json.Unmarshal(c.GetBody(), &in)
 	switch comp {
 	case "keyhandler":
+		if script == "countersign" && g.failCountersign > 0 {
+			g.failCountersign--
+			return nil, context.DeadlineExceeded
+		}
 		fwd := proto.Clone(c).(*callpb.Call)
 		fwd.Script = script
 		fwd.Caller = "purchasing"
@@ -92,7 +100,10 @@ func (g *fakeGate) Call(ctx context.Context, c *callpb.Call) (*callpb.Response, 
 			if card["pan"] == "4000000000000002" {
 				return protocol.JSON(200, map[string]any{"approved": false, "response_code": "51", "reason": "insufficient_funds"}), nil
 			}
-			g.auths[in["order_id"].(string)]++
+			g.authOrders[in["order_id"].(string)]++
+			if g.auths[in["order_id"].(string)] == 0 { // idempotent, as payment is
+				g.auths[in["order_id"].(string)]++
+			}
 			return protocol.JSON(200, map[string]any{"approved": true, "auth_code": "A1B2C3", "response_code": "00"}), nil
 		case "capture":
 			g.capture[in["order_id"].(string)]++
@@ -126,7 +137,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, dir: dir, merchant: kh.Certificate(),
-		gate: &fakeGate{kh: kh, limits: map[string]map[string]any{}, auths: map[string]int{}, capture: map[string]int{}},
+		gate: &fakeGate{kh: kh, limits: map[string]map[string]any{}, auths: map[string]int{}, authOrders: map[string]int{}, capture: map[string]int{}},
 		mia:  newIdentity(t, "Mia"), bob: newIdentity(t, "Bob"), eve: newIdentity(t, "Eve"), ola: newIdentity(t, "Ola"), rex: newIdentity(t, "Rex")}
 	writeEnrolment(t, filepath.Join(dir, "p", "enrolment.json"), map[string]any{"orgs": []any{
 		map[string]any{"id": "acme", "name": "ACME Ltd", "terms": "Net 60 days; ACME framework contract 2026.",
@@ -590,5 +601,38 @@ func TestStatement(t *testing.T) {
 		st.NetCents != 86600 || st.GrossCents != 86600+343+6042+9481 || st.AuthorizedCents != st.GrossCents ||
 		st.CapturedCents != 31800+4900+6042+343 {
 		t.Fatalf("statement %+v", st)
+	}
+}
+
+// A crash (or failure) after payment authorised but before the contract
+// was stored: the buyer's retry makes the contract, and payment sees the
+// same order id again (it answers the same authorisation).
+func TestAcceptRetryAfterFailure(t *testing.T) {
+	f := newFixture(t)
+	_, acc, doc := f.signOffer(f.bob, softBasket)
+	f.gate.failCountersign = 1
+	if r := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 502 {
+		t.Fatalf("accept with the key handler down = %d %s", r.GetStatus(), r.GetBody())
+	}
+	if r := f.as(&f.bob, "order", "GET", "/"+doc.OfferID, nil); r.GetStatus() != 404 {
+		t.Fatalf("order without contract = %d", r.GetStatus())
+	}
+	f.restart()
+	if r := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 201 {
+		t.Fatalf("retry = %d %s", r.GetStatus(), r.GetBody())
+	}
+	if f.gate.authOrders[doc.OfferID] != 2 || len(f.gate.auths) != 1 {
+		t.Fatalf("payment saw %d requests for %d orders", f.gate.authOrders[doc.OfferID], len(f.gate.auths))
+	}
+}
+
+// An order stored in clear by the first slice stays readable.
+func TestLegacyOrder(t *testing.T) {
+	f := newFixture(t)
+	id := "0123456789abcdef0123456789abcdef"
+	os.MkdirAll(filepath.Join(f.dir, "p", "orders"), 0o700)
+	os.WriteFile(filepath.Join(f.dir, "p", "orders", id+".json"), []byte(`{"order_id":"`+id+`","created":"2026-01-01T00:00:00Z","currency":"EUR","lines":[],"net_cents":5}`), 0o600)
+	if r := f.as(nil, "order", "GET", "/"+id, nil); r.GetStatus() != 200 || !bytes.Contains(r.GetBody(), []byte(`"status":"stored"`)) {
+		t.Fatalf("legacy order = %d %s", r.GetStatus(), r.GetBody())
 	}
 }
