@@ -60,17 +60,17 @@ func newIdentity(t testing.TB, name string) identity {
 // fakeGate routes to a real key handler and to recording stand-ins for
 // payment and inside.
 type fakeGate struct {
-	kh      *keyhandler.Handler
-	mu      sync.Mutex
-	calls   []string
-	limits  map[string]map[string]any
-	auths   map[string]int // order id → authorisations
+	kh     *keyhandler.Handler
+	mu     sync.Mutex
+	calls  []string
+	limits map[string]map[string]any
+	auths  map[string]int // order id → authorisations
 	// authOrders counts authorise requests per order; failCountersign
 	// fails that many countersign calls.
 	authOrders      map[string]int
 	failCountersign int
-	capture map[string]int
-	spooled []string
+	capture         map[string]int
+	spooled         []string
 }
 
 func (g *fakeGate) Call(ctx context.Context, c *callpb.Call) (*callpb.Response, error) {
