@@ -155,32 +155,14 @@ func tools(t *testing.T) string {
 	return toolsDir
 }
 
-func ipCmd(t *testing.T, args ...string) {
+// startAcquirer runs the acquirer simulator in a network namespace of its
+// own with 10.77.0.10 on the appliance's internal network (its -netns mode:
+// a veth onto the internal namespace's bridge), as an operator would.
+func startAcquirer(t *testing.T, a *appliance, dir string) (ledger string) {
 	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// startAcquirer gives the acquirer simulator a network namespace of its own
-// with 10.77.0.10 on the appliance's internal network (a veth onto the
-// internal namespace's bridge) and starts it there.
-func startAcquirer(t *testing.T, dir string) (ledger string) {
-	t.Helper()
-	ns := fmt.Sprintf("e2s-t-acq%d", os.Getpid()%100000)
-	link := fmt.Sprintf("vta%d", os.Getpid()%100000)
-	exec.Command("ip", "netns", "del", ns).Run()
-	ipCmd(t, "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ipCmd(t, "-n", "e2s-internal-net", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", ns)
-	t.Cleanup(func() { exec.Command("ip", "-n", "e2s-internal-net", "link", "del", link).Run() })
-	ipCmd(t, "-n", "e2s-internal-net", "link", "set", link, "master", "e2sint0", "up")
-	ipCmd(t, "-n", ns, "addr", "add", acqAddr+"/24", "dev", "eth0")
-	ipCmd(t, "-n", ns, "link", "set", "eth0", "up")
-	ipCmd(t, "-n", ns, "link", "set", "lo", "up")
-
 	ledger = filepath.Join(dir, "ledger.jsonl")
-	cmd := exec.Command("ip", "netns", "exec", ns, filepath.Join(tools(t), "acquirer"),
+	cmd := exec.Command(filepath.Join(tools(t), "acquirer"), "-netns", fmt.Sprintf("acq%d", os.Getpid()),
+		"-internal-netns", a.instance+"-internal-net",
 		"-listen", fmt.Sprintf("%s:%d", acqAddr, acqPort), "-cert", filepath.Join(dir, "acquirer.pem"),
 		"-key", filepath.Join(dir, "acquirer.key"), "-ledger", ledger, "-timeout-amount", strconv.Itoa(timeoutAm))
 	stderr, err := cmd.StderrPipe()
@@ -190,15 +172,17 @@ func startAcquirer(t *testing.T, dir string) (ledger string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }) // it removes its namespace
+	var seen []string
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), "listening") {
 			go io.Copy(io.Discard, stderr)
 			return ledger
 		}
+		seen = append(seen, sc.Text())
 	}
-	t.Fatal("acquirer simulator did not start")
+	t.Fatalf("acquirer simulator did not start:\n%s", strings.Join(seen, "\n"))
 	return ""
 }
 
@@ -279,7 +263,7 @@ func TestPayment(t *testing.T) {
 	}
 	a := startAppliance(t, fmt.Sprintf("payment:\n  acquirer: %s:%d\n  acquirer_cert: %s\n  timeout: 3s\n", acqAddr, acqPort, filepath.Join(dir, "acquirer.pem")))
 	p := &payAppliance{appliance: a}
-	p.ledger = startAcquirer(t, dir)
+	p.ledger = startAcquirer(t, a, dir)
 
 	t.Run("limits", func(t *testing.T) {
 		st, m := p.call(t, "payment/limits", map[string]any{"org": "acme", "buyer": "bob", "limit_cents": 1_000_000, "categories": []string{"software", "documents"}})

@@ -4,6 +4,14 @@
 // simulators: true.
 //
 //	acquirer -listen 10.77.0.10:8583 -cert acq.pem -key acq.key -ledger ledger.jsonl
+//
+// By hand beside `make run`: make the certificate, start the appliance
+// pinning it, then start the simulator in a namespace of its own on the
+// internal network (-netns; needs root and ip(8)):
+//
+//	acquirer -cert /var/lib/e2sgate-acq/acq.pem -key /var/lib/e2sgate-acq/acq.key -init
+//	make run CONFIG=pay.yaml   # payment: {acquirer: 10.77.0.10:8583, acquirer_cert: /var/lib/e2sgate-acq/acq.pem}
+//	acquirer -netns e2s-acquirer -cert /var/lib/e2sgate-acq/acq.pem -key /var/lib/e2sgate-acq/acq.key
 package main
 
 import (
@@ -36,7 +44,14 @@ func run(ctx context.Context, log *slog.Logger) error {
 	ledger := flag.String("ledger", "", "append every charge to this JSON-lines file")
 	timeoutAmount := flag.Int64("timeout-amount", 99999, "never answer an authorisation of exactly this many cents (0: off)")
 	timeoutPAN := flag.String("timeout-pan", "4000000000000077", "never answer requests for this card")
+	initOnly := flag.Bool("init", false, "make the certificate (if missing) and exit")
+	netns := flag.String("netns", "", "run in a new network namespace of this name, attached to the internal network")
+	internal := flag.String("internal-netns", "e2sgate-internal-net", "the appliance's internal network namespace, <instance>-internal-net (with -netns)")
+	bridge := flag.String("bridge", "e2sint0", "the internal network's bridge (with -netns)")
 	flag.Parse()
+	if *netns != "" {
+		return attach(ctx, *netns, *internal, *bridge, *listen, withoutFlag(os.Args[1:], "netns"))
+	}
 
 	host, _, err := net.SplitHostPort(*listen)
 	if err != nil {
@@ -47,7 +62,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		ips = append(ips, ip)
 	}
 	cert, err := acquirer.LoadOrCreateCert(*certFile, *keyFile, ips)
-	if err != nil {
+	if err != nil || *initOnly {
 		return err
 	}
 	l, err := net.Listen("tcp", *listen)
