@@ -121,7 +121,10 @@ type Handler struct {
 	cfg Config
 	acq Acquirer
 	st  *store
-	mu  sync.Mutex // one decision at a time: limits and idempotency are checked and updated together
+	// Locks by key: an order's payment is decided once at a time, and a
+	// buyer's limit is checked and charged together (held across the
+	// acquirer's answer); other buyers' payments go on meanwhile.
+	locks keyLocks
 	now func() time.Time
 }
 
@@ -198,8 +201,7 @@ func (h *Handler) limits(c *callpb.Call) *callpb.Response {
 			return protocol.Error(400, "bad_limits", "categories are short names")
 		}
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.locks.lock(limitsName(l.Org, l.Buyer))()
 	var old Limits
 	if _, err := h.st.get(limitsName(l.Org, l.Buyer), &old); err != nil {
 		h.log.Error("read limits", "req_id", c.GetReqId(), "error", err)
@@ -245,8 +247,8 @@ func (h *Handler) authorize(ctx context.Context, c *callpb.Call) *callpb.Respons
 		return protocol.Error(400, "bad_expiry", "card expiry is MM/YY")
 	}
 
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.locks.lock(limitsName(in.Org, in.Buyer))() // always the buyer first, then the order
+	defer h.locks.lock(txName(in.OrderID))()
 	var tx Tx
 	found, err := h.st.get(txName(in.OrderID), &tx)
 	if err != nil {
@@ -326,8 +328,7 @@ func (h *Handler) capture(ctx context.Context, c *callpb.Call) *callpb.Response 
 	if err := decode(c.GetBody(), &in); err != nil || !idRE.MatchString(in.OrderID) {
 		return protocol.Error(400, "bad_request", `capture takes {"order_id"}`)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.locks.lock(txName(in.OrderID))()
 	var tx Tx
 	found, err := h.st.get(txName(in.OrderID), &tx)
 	if err != nil {
@@ -413,4 +414,39 @@ func stan() string {
 // by the acquirer.
 func rrn(orderID string) string {
 	return fmt.Sprintf("%-12.12s", orderID)
+}
+
+// keyLocks is a mutex per key, kept only while in use.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks key and returns its unlock.
+func (k *keyLocks) lock(key string) func() {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{}
+		k.m[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/e2sgate/e2sgate/compartments/payment/acquirer"
@@ -230,5 +232,35 @@ func TestMask(t *testing.T) {
 	}
 	if !Luhn(visa) || Luhn("4111111111111112") {
 		t.Fatal("luhn")
+	}
+}
+
+// Concurrent authorisations of one buyer never spend beyond the limit.
+func TestConcurrentLimit(t *testing.T) {
+	c := newChain(t)
+	c.call(t, "limits", Limits{Org: "acme", Buyer: "bob", LimitCents: 1000, Categories: []string{"software"}})
+	var wg sync.WaitGroup
+	approved := make(chan bool, 10)
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body, _ := json.Marshal(auth(fmt.Sprintf("c-%d", i), 300, "software", visa))
+			r, _ := c.h.Handle(context.Background(), &callpb.Call{Script: "authorize", Method: "POST", Body: body})
+			var res AuthResult
+			json.Unmarshal(r.GetBody(), &res)
+			approved <- res.Approved
+		}()
+	}
+	wg.Wait()
+	close(approved)
+	n := 0
+	for a := range approved {
+		if a {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d authorisations of 300 approved under a limit of 1000, want 3", n)
 	}
 }

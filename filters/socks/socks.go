@@ -72,6 +72,9 @@ type Filter struct {
 	Dial  func(ctx context.Context, network, addr string) (net.Conn, error)
 	Audit func(Event)
 	Log   *slog.Logger
+	// MaxConns bounds the connections served at once (default 64); beyond
+	// it the filter stops accepting until one ends.
+	MaxConns int
 }
 
 // Serve accepts connections on l until it is closed.
@@ -83,9 +86,15 @@ func (f *Filter) Serve(l net.Listener) error {
 		d := &net.Dialer{Timeout: 10 * time.Second}
 		f.Dial = d.DialContext
 	}
+	if f.MaxConns <= 0 {
+		f.MaxConns = 64
+	}
+	sem := make(chan struct{}, f.MaxConns)
 	for {
+		sem <- struct{}{}
 		c, err := l.Accept()
 		if err != nil {
+			<-sem
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
@@ -95,7 +104,7 @@ func (f *Filter) Serve(l net.Listener) error {
 			}
 			return err
 		}
-		go f.serve(c)
+		go func() { defer func() { <-sem }(); f.serve(c) }()
 	}
 }
 
