@@ -125,7 +125,7 @@ type Handler struct {
 	// buyer's limit is checked and charged together (held across the
 	// acquirer's answer); other buyers' payments go on meanwhile.
 	locks keyLocks
-	now func() time.Time
+	now   func() time.Time
 }
 
 // New returns the payment handler keeping its state under dataDir. acq may
