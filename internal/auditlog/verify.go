@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -193,7 +194,8 @@ type walker struct {
 	cps       []Checkpoint
 	next      int
 	rng       *compact.Range // tree of the records as they are
-	hrng      *compact.Range // tree of the leaf-hash file
+	hrng      *compact.Range // tree of the leaf-hash file, once it differs from rng
+	stored    [32]byte
 	hashes    io.Reader
 	hashCount uint64
 	missing   [][]byte // leaf hashes of records the hash file lacks
@@ -203,9 +205,6 @@ type walker struct {
 
 func newWalker(rep *Report, cps []Checkpoint, hashes io.Reader, hashCount uint64) *walker {
 	w := &walker{rep: rep, cps: cps, rng: factory.NewEmptyRange(0), hashes: hashes, hashCount: hashCount}
-	if hashes != nil {
-		w.hrng = factory.NewEmptyRange(0)
-	}
 	w.checkpoints()
 	return w
 }
@@ -238,28 +237,30 @@ func (w *walker) walk(r io.Reader) (int64, bool, error) {
 
 func (w *walker) add(line []byte) {
 	i := w.rng.End()
-	var seq struct {
-		Seq *uint64 `json:"seq"`
-	}
-	if err := json.Unmarshal(line, &seq); err != nil || seq.Seq == nil {
+	if seq, ok := seqOf(line); !ok {
 		w.rep.add(int64(i), -1, "not an audit record")
-	} else if *seq.Seq != i && !w.seqBad {
+	} else if seq != i && !w.seqBad {
 		w.seqBad = true // one deletion shifts every later record; report the first
-		w.rep.add(int64(i), -1, "has seq %d where %d belongs: a record was deleted, inserted or moved here", *seq.Seq, i)
+		w.rep.add(int64(i), -1, "has seq %d where %d belongs: a record was deleted, inserted or moved here", seq, i)
 	}
 	h := leafHash(line)
-	appendLeaf(w.rng, h)
 	if w.hashes != nil && i < w.hashCount {
-		stored := make([]byte, 32)
-		if _, err := io.ReadFull(w.hashes, stored); err == nil {
-			appendLeaf(w.hrng, stored)
-			if !bytes.Equal(stored, h) {
+		if _, err := io.ReadFull(w.hashes, w.stored[:]); err == nil {
+			// The hash file's tree is the records' tree until they differ.
+			if w.hrng == nil && !bytes.Equal(w.stored[:], h) {
+				w.hrng = cloneRange(w.rng)
+			}
+			if w.hrng != nil {
+				appendLeaf(w.hrng, slices.Clone(w.stored[:]))
+			}
+			if !bytes.Equal(w.stored[:], h) {
 				w.rep.add(int64(i), -1, "differs from the leaf hash written with it: the record was edited")
 			}
 		}
 	} else {
 		w.missing = append(w.missing, h)
 	}
+	appendLeaf(w.rng, h)
 	w.rep.Records = w.rng.End()
 	w.checkpoints()
 }
@@ -270,6 +271,7 @@ func (w *walker) checkpoints() {
 		c := w.cps[w.next]
 		if !bytes.Equal(rootOf(w.rng), c.Root) {
 			hashFileGood := w.hrng != nil && w.hrng.End() == w.rng.End() && bytes.Equal(rootOf(w.hrng), c.Root)
+			// (hrng nil: the hash file agrees with every record, so it was altered too.)
 			if !hashFileGood { // else the edited record was already named by its leaf hash
 				w.rep.add(int64(w.lastCP), int64(c.Seq), "records %d..%d do not match the signed tree (and the leaf-hash file was altered too)", w.lastCP, c.Size-1)
 			}
@@ -290,4 +292,29 @@ func (w *walker) finish() {
 		w.rep.Unsigned = n - w.rep.Covered
 	}
 	w.rep.Root = rootOf(w.rng)
+}
+
+// seqOf reads a record's seq. Append writes it first, so the fast path
+// reads the digits after `{"seq":`; anything else is decoded in full. (A
+// record's bytes are proven by its leaf hash and the checkpoints, not by
+// parsing it.)
+func seqOf(line []byte) (uint64, bool) {
+	const prefix = `{"seq":`
+	if bytes.HasPrefix(line, []byte(prefix)) {
+		var n uint64
+		j := len(prefix)
+		for ; j < len(line) && line[j] >= '0' && line[j] <= '9' && j < len(prefix)+19; j++ {
+			n = n*10 + uint64(line[j]-'0')
+		}
+		if j > len(prefix) && j < len(line) && line[j] == ',' {
+			return n, true
+		}
+	}
+	var rec struct {
+		Seq *uint64 `json:"seq"`
+	}
+	if err := json.Unmarshal(line, &rec); err != nil || rec.Seq == nil {
+		return 0, false
+	}
+	return *rec.Seq, true
 }
