@@ -329,6 +329,14 @@ func TestPolicyLifecycle(t *testing.T) {
 	if code, out := a.ctl(uidSam, "policy", "show"); code != 0 || !strings.Contains(out, `"active": 1`) {
 		t.Fatalf("policy show: exit %d\n%s", code, out)
 	}
+	// A gate agent that dies and is restarted enforces the active version.
+	st, _ := a.status()
+	syscall.Kill(st.GatePid, syscall.SIGKILL)
+	waitFor(t, "gate agent back", func() bool {
+		s, _ := a.status()
+		_, r, _ := a.get("/cgi-bin/purchasing/catalogue")
+		return s.GatePid != st.GatePid && r == "pol.caller_not_permitted"
+	})
 
 	// Rollback restores the set approved before.
 	if code, out := a.ctl(uidSue, "policy", "rollback"); code != 0 || !strings.Contains(out, `"active": 0`) {
