@@ -95,6 +95,7 @@ const (
 	StateDeclined   = "declined"
 	StateTimeout    = "timeout"
 	StateCaptured   = "captured"
+	StateReversed   = "reversed" // a timed-out authorisation, reversed at the acquirer (0420)
 )
 
 // Tx is one order's payment, kept sealed at rest.
@@ -299,6 +300,9 @@ func (h *Handler) authorize(ctx context.Context, c *callpb.Call) *callpb.Respons
 		if serr := h.save(&tx); serr != nil {
 			h.log.Error("store transaction", "req_id", c.GetReqId(), "error", serr)
 		}
+		// The request may have arrived and been approved with the answer
+		// lost: reverse it, once this call has returned (it holds the locks).
+		go h.reverse(c.GetReqId(), in.Org, in.Buyer, tx.OrderID)
 		h.log.Warn("authorisation failed", "req_id", c.GetReqId(), "order_id", tx.OrderID, "reason", reason, "error", err)
 		return refuse(status, tx.OrderID, reason, tx.PAN)
 	}
@@ -363,6 +367,32 @@ func (h *Handler) capture(ctx context.Context, c *callpb.Call) *callpb.Response 
 	}
 	h.log.Info("captured", "req_id", c.GetReqId(), "order_id", tx.OrderID, "amount_cents", tx.AmountCents)
 	return protocol.JSON(200, map[string]any{"order_id": tx.OrderID, "captured": true, "amount_cents": tx.AmountCents})
+}
+
+// reverse sends a reversal advice (0420) for an authorisation whose answer
+// never came, so that nothing stays held at the acquirer; a retry of the
+// order then asks afresh. Best effort: if the reversal fails too, a retry
+// carries the same RRN, which the acquirer recognises.
+func (h *Handler) reverse(reqID, org, buyer, orderID string) {
+	defer h.locks.lock(limitsName(org, buyer))()
+	defer h.locks.lock(txName(orderID))()
+	var tx Tx
+	if found, err := h.st.get(txName(orderID), &tx); err != nil || !found || tx.State != StateTimeout {
+		return
+	}
+	resp, err := h.acq.Exchange(context.Background(), iso.Request{MTI: iso.MTIReversal, PAN: tx.PAN, Expiry: tx.Expiry,
+		AmountCents: tx.AmountCents, Currency: iso.Currencies[tx.Currency], STAN: tx.STAN, RRN: tx.RRN,
+		Terminal: h.cfg.Terminal, Merchant: h.cfg.Merchant, Time: h.now()})
+	if err != nil || resp.ResponseCode != iso.Approved {
+		h.log.Warn("reversal failed; a retry carries the same RRN", "req_id", reqID, "order_id", orderID, "error", err, "response_code", resp.ResponseCode)
+		return
+	}
+	tx.State = StateReversed
+	if err := h.save(&tx); err != nil {
+		h.log.Error("store transaction", "req_id", reqID, "error", err)
+		return
+	}
+	h.log.Info("timed-out authorisation reversed", "req_id", reqID, "order_id", orderID)
 }
 
 func (h *Handler) save(tx *Tx) error {

@@ -13,8 +13,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/e2sgate/e2sgate/compartments/payment/acquirer"
+	"github.com/e2sgate/e2sgate/compartments/payment/iso"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 	"github.com/e2sgate/e2sgate/filters/socks"
 )
@@ -262,5 +264,48 @@ func TestConcurrentLimit(t *testing.T) {
 	}
 	if n != 3 {
 		t.Fatalf("%d authorisations of 300 approved under a limit of 1000, want 3", n)
+	}
+}
+
+// lostAnswer delivers authorisations but loses the acquirer's answer, as a
+// network that fails after the request went out.
+type lostAnswer struct{ inner Acquirer }
+
+func (l lostAnswer) Exchange(ctx context.Context, req iso.Request) (iso.Response, error) {
+	resp, err := l.inner.Exchange(ctx, req)
+	if req.MTI == iso.MTIAuthRequest {
+		return iso.Response{}, ErrTimeout
+	}
+	return resp, err
+}
+
+// A timed-out authorisation is reversed, so the hold an approval behind the
+// lost answer made is released and nothing is charged twice.
+func TestTimeoutReversed(t *testing.T) {
+	c := newChain(t)
+	c.call(t, "limits", Limits{Org: "acme", Buyer: "bob", LimitCents: 1_000_000, Categories: []string{"software"}})
+	real := c.h.acq
+	c.h.acq = lostAnswer{real}
+	if st, m, _ := c.call(t, "authorize", auth("lost-1", 40000, "software", smallCard)); st != 504 || m["reason"] != "acquirer_timeout" {
+		t.Fatalf("lost answer = %d %v", st, m)
+	}
+	for i := 0; c.ledgerCount(t, "0420") == 0; i++ { // the reversal follows the answer
+		if i > 300 {
+			t.Fatal("no reversal reached the acquirer")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.h.acq = real
+	// The 40000 held behind the lost answer is free again: another 40000
+	// (of the card's 50000) is approved.
+	if st, m, raw := c.call(t, "authorize", auth("lost-2", 40000, "software", smallCard)); st != 200 || m["approved"] != true {
+		t.Fatalf("after reversal = %d %s", st, raw)
+	}
+	// And the reversed order itself can be paid afresh.
+	if st, m, raw := c.call(t, "authorize", auth("lost-1", 5000, "software", smallCard)); st != 200 || m["approved"] != true {
+		t.Fatalf("retry of the reversed order = %d %s", st, raw)
+	}
+	if st, _, raw := c.call(t, "capture", map[string]string{"order_id": "lost-1"}); st != 200 {
+		t.Fatalf("capture = %d %s", st, raw)
 	}
 }

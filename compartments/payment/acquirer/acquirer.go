@@ -2,9 +2,10 @@
 // `make run`: it speaks the iso package's ISO 8583 over TLS, approves
 // authorisations within a card's available funds, declines an over-limit
 // amount (51) and an unknown card (14), captures approved authorisations
-// once (0220/0230, a repeated advice is answered 00 and not charged again)
-// and never answers a configured magic amount or card, so that timeouts
-// can be tested. Every charge is appended to a ledger (JSON lines) that
+// once (0220/0230, a repeated advice is answered 00 and not charged again),
+// releases an authorisation on a reversal advice (0420/0430) and never
+// answers an authorisation of a configured magic amount or card, so that
+// timeouts can be tested. Every charge is appended to a ledger (JSON lines) that
 // tests read to prove what was and was not charged.
 package acquirer
 
@@ -125,7 +126,7 @@ func (s *Server) Handle(b []byte) (iso.Response, bool) {
 		s.Log.Warn("bad request", "error", err)
 		return iso.Response{MTI: iso.MTIAuthResponse, STAN: "000000", RRN: "000000000000", ResponseCode: iso.FormatError}, true
 	}
-	if req.PAN == s.TimeoutPAN || (s.TimeoutAmount != 0 && req.AmountCents == s.TimeoutAmount) {
+	if req.MTI == iso.MTIAuthRequest && (req.PAN == s.TimeoutPAN || (s.TimeoutAmount != 0 && req.AmountCents == s.TimeoutAmount)) {
 		return iso.Response{}, false
 	}
 	resp := iso.Response{MTI: iso.ResponseMTI(req.MTI), STAN: req.STAN, RRN: req.RRN}
@@ -152,6 +153,16 @@ func (s *Server) Handle(b []byte) (iso.Response, bool) {
 			resp.ResponseCode, resp.AuthCode = iso.Approved, authCode()
 			s.auths[req.RRN] = &auth{pan: req.PAN, amount: req.AmountCents, code: resp.AuthCode}
 		}
+	case iso.MTIReversal:
+		resp.ResponseCode = iso.Approved // also when nothing is held: the reversal is idempotent
+		a := s.auths[req.RRN]
+		if a == nil || a.captured || a.pan != req.PAN {
+			return resp, true
+		}
+		card := s.Cards[a.pan]
+		card.AvailableCents += a.amount
+		s.Cards[a.pan] = card
+		delete(s.auths, req.RRN)
 	case iso.MTIAdviceRequest:
 		a := s.auths[req.RRN]
 		switch {

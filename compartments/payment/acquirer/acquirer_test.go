@@ -46,6 +46,11 @@ func TestDecisions(t *testing.T) {
 		{"capture", req(iso.MTIAdviceRequest, "4111111111111111", 1000, "rrn000000001", ok.AuthCode), iso.Approved},
 		{"capture repeated", req(iso.MTIAdviceRequest, "4111111111111111", 1000, "rrn000000001", ok.AuthCode), iso.Approved},
 		{"garbage", []byte("0100garbage"), iso.FormatError},
+		{"hold on the small card", req(iso.MTIAuthRequest, "5555555555554444", 40000, "rrn000000006", ""), iso.Approved},
+		{"no room for a second", req(iso.MTIAuthRequest, "5555555555554444", 40000, "rrn000000007", ""), iso.InsufficientFunds},
+		{"reversal releases the hold", req(iso.MTIReversal, "5555555555554444", 40000, "rrn000000006", ""), iso.Approved},
+		{"reversal of nothing", req(iso.MTIReversal, "5555555555554444", 40000, "rrn000000008", ""), iso.Approved},
+		{"room again", req(iso.MTIAuthRequest, "5555555555554444", 40000, "rrn000000007", ""), iso.Approved},
 	}
 	for _, tt := range tests {
 		if r := answer(tt.msg); r.ResponseCode != tt.code {

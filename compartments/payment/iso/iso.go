@@ -8,6 +8,8 @@
 //	  |                                           |  (+ 38 auth code, 39 response code)
 //	  |-- 0220 financial advice (capture) ------->|  as 0100 + 38 of the authorisation
 //	  |<- 0230 advice response -------------------|  39
+//	  |-- 0420 reversal advice ------------------>|  as 0100, after a timed-out 0100
+//	  |<- 0430 reversal response -----------------|  39 (00 also when nothing was held)
 //
 // Response codes used: 00 approved, 14 invalid card number, 25 unable to
 // locate the original, 51 insufficient funds, 30 format error.
@@ -34,6 +36,8 @@ const (
 	MTIAuthResponse   = "0110"
 	MTIAdviceRequest  = "0220"
 	MTIAdviceResponse = "0230"
+	MTIReversal       = "0420" // reversal advice: undo an authorisation whose answer never came
+	MTIReversalResp   = "0430"
 )
 
 // Response codes.
@@ -89,7 +93,7 @@ func ExpiryYYMM(mmyy string) (string, error) {
 
 // Pack builds the ISO 8583 message of r.
 func (r Request) Pack() ([]byte, error) {
-	if r.MTI != MTIAuthRequest && r.MTI != MTIAdviceRequest {
+	if !isRequest(r.MTI) {
 		return nil, fmt.Errorf("%w: MTI %q", ErrFormat, r.MTI)
 	}
 	m := iso8583.NewMessage(specs.Spec87ASCII)
@@ -114,6 +118,10 @@ func (r Request) Pack() ([]byte, error) {
 	return b, nil
 }
 
+func isRequest(mti string) bool {
+	return mti == MTIAuthRequest || mti == MTIAdviceRequest || mti == MTIReversal
+}
+
 // fixed pads or cuts v to a fixed-length alphanumeric field's n characters.
 func fixed(v string, n int) string { return fmt.Sprintf("%-*.*s", n, n, v) }
 
@@ -126,7 +134,7 @@ func UnpackRequest(b []byte) (Request, error) {
 	var r Request
 	var err error
 	r.MTI, err = m.GetMTI()
-	if err != nil || (r.MTI != MTIAuthRequest && r.MTI != MTIAdviceRequest) {
+	if err != nil || !isRequest(r.MTI) {
 		return r, fmt.Errorf("%w: MTI %q is not a request", ErrFormat, r.MTI)
 	}
 	get := func(id int) string { s, _ := m.GetString(id); return s }
@@ -173,7 +181,7 @@ func UnpackResponse(b []byte) (Response, error) {
 	}
 	var r Response
 	r.MTI, _ = m.GetMTI()
-	if r.MTI != MTIAuthResponse && r.MTI != MTIAdviceResponse {
+	if r.MTI != MTIAuthResponse && r.MTI != MTIAdviceResponse && r.MTI != MTIReversalResp {
 		return r, fmt.Errorf("%w: MTI %q is not a response", ErrFormat, r.MTI)
 	}
 	r.STAN, _ = m.GetString(11)
@@ -188,8 +196,11 @@ func UnpackResponse(b []byte) (Response, error) {
 
 // ResponseMTI is the response type of a request type.
 func ResponseMTI(req string) string {
-	if req == MTIAdviceRequest {
+	switch req {
+	case MTIAdviceRequest:
 		return MTIAdviceResponse
+	case MTIReversal:
+		return MTIReversalResp
 	}
 	return MTIAuthResponse
 }

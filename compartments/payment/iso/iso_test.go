@@ -15,6 +15,8 @@ func TestRequestRoundTrip(t *testing.T) {
 			STAN: "000042", RRN: "0123456789ab", Terminal: "E2SWEB01", Merchant: "E2SGATE00000001", Time: at},
 		{MTI: MTIAdviceRequest, PAN: "5555555555554444", Expiry: "2701", AmountCents: 1, Currency: "840",
 			STAN: "999999", RRN: "order-1     ", AuthCode: "123456", Terminal: "E2SWEB01", Merchant: "E2SGATE00000001", Time: at},
+		{MTI: MTIReversal, PAN: "4111111111111111", Expiry: "3012", AmountCents: 7, Currency: "978",
+			STAN: "000042", RRN: "0123456789ab", Terminal: "E2SWEB01", Merchant: "E2SGATE00000001", Time: at},
 	} {
 		t.Run(r.MTI, func(t *testing.T) {
 			b, err := r.Pack()
@@ -45,6 +47,7 @@ func TestResponseRoundTrip(t *testing.T) {
 		{MTI: MTIAuthResponse, STAN: "000042", RRN: "0123456789ab", AuthCode: "654321", ResponseCode: Approved},
 		{MTI: MTIAuthResponse, STAN: "000043", RRN: "0123456789ac", ResponseCode: InsufficientFunds},
 		{MTI: MTIAdviceResponse, STAN: "000044", RRN: "0123456789ad", ResponseCode: Approved},
+		{MTI: MTIReversalResp, STAN: "000045", RRN: "0123456789ae", ResponseCode: Approved},
 	} {
 		b, err := r.Pack()
 		if err != nil {
