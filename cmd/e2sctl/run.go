@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/e2sgate/e2sgate/internal/admin"
+	"github.com/e2sgate/e2sgate/internal/admin/api"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 )
 
@@ -132,7 +132,7 @@ func (c *cli) dispatch(a []string) (int, error) {
 		if err != nil {
 			return exitUsage, errUsage
 		}
-		return c.call(name, admin.RoleArgs{UID: uid, Name: *nm, Role: r[1]})
+		return c.call(name, api.RoleArgs{UID: uid, Name: *nm, Role: r[1]})
 	case "key", "content":
 		name, r, err := sub()
 		if err != nil {
@@ -174,7 +174,7 @@ func readPolicyDir(dir string) (map[string]string, error) {
 func (c *cli) audit(name string, r []string) (int, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(c.errOut)
-	var a admin.AuditArgs
+	var a api.AuditArgs
 	logFile := fs.String("log", "", "verify: an audit log file (offline); tail/search: gate or admin")
 	pub := fs.String("pubkey", "", "verify offline: the checkpoint verifier key (audit.pub)")
 	fs.StringVar(&a.Compartment, "compartment", "", "caller or target compartment")
@@ -253,8 +253,8 @@ func (c *cli) printVerify(reps []*auditlog.Report) int {
 }
 
 // request sends one command and maps the answer to an exit status.
-func (c *cli) request(cmd string, args any) (*admin.Response, int, error) {
-	resp, err := admin.Call(c.socket, cmd, args)
+func (c *cli) request(cmd string, args any) (*api.Response, int, error) {
+	resp, err := api.Call(c.socket, cmd, args)
 	if err != nil {
 		return nil, exitFail, err
 	}

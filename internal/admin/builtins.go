@@ -21,27 +21,6 @@ func decode[T any](args json.RawMessage) (T, error) {
 	return v, nil
 }
 
-// RoleArgs are the arguments of role.assign and role.revoke.
-type RoleArgs struct {
-	UID  int    `json:"uid"`
-	Name string `json:"name,omitempty"`
-	Role string `json:"role"`
-}
-
-// AuditArgs are the arguments of audit.tail and audit.search.
-type AuditArgs struct {
-	Log         string `json:"log,omitempty"` // gate (default) or admin
-	Compartment string `json:"compartment,omitempty"`
-	Decision    string `json:"decision,omitempty"`
-	User        string `json:"user,omitempty"`
-	Script      string `json:"script,omitempty"`
-	Reason      string `json:"reason,omitempty"`
-	ReqID       string `json:"req_id,omitempty"`
-	Since       string `json:"since,omitempty"` // RFC 3339 or a duration back from now ("1h")
-	Until       string `json:"until,omitempty"`
-	Limit       int    `json:"limit,omitempty"`
-}
-
 func parseWhen(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil

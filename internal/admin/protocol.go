@@ -13,70 +13,18 @@
 //	  |<------- {"ok","result"} ---|
 package admin
 
-import (
-	"bufio"
-	"encoding/json"
-	"fmt"
-	"net"
-	"time"
+import "github.com/e2sgate/e2sgate/internal/admin/api"
+
+// The wire types live in package api, which e2sctl links without the server.
+type (
+	Request   = api.Request
+	Response  = api.Response
+	Proposal  = api.Proposal
+	RoleArgs  = api.RoleArgs
+	AuditArgs = api.AuditArgs
 )
 
-// Request is one command, one JSON line; one request per connection.
-type Request struct {
-	Command string          `json:"command"`
-	Args    json.RawMessage `json:"args,omitempty"`
-}
+const maxRequest = api.MaxRequest
 
-// Response is the answer, one JSON value.
-type Response struct {
-	OK            bool            `json:"ok"`
-	Error         string          `json:"error,omitempty"`
-	Reason        string          `json:"reason,omitempty"`        // reason id (admin-reasons.yaml)
-	Authorization string          `json:"authorization,omitempty"` // the authorization the command needs
-	Proposal      *Proposal       `json:"proposal,omitempty"`      // a two-person command waits for approval
-	Result        json.RawMessage `json:"result,omitempty"`
-}
-
-// Proposal is a two-person command waiting for a second person.
-type Proposal struct {
-	ID       string          `json:"id"`
-	Command  string          `json:"command"`
-	Args     json.RawMessage `json:"args,omitempty"`
-	Summary  string          `json:"summary"`
-	Proposer string          `json:"proposer"`
-	UID      int             `json:"uid"`
-	Created  time.Time       `json:"created"`
-	Expires  time.Time       `json:"expires"`
-	State    string          `json:"state"` // pending, approved, rejected, expired, failed
-	Decider  string          `json:"decider,omitempty"`
-	Result   string          `json:"result,omitempty"`
-}
-
-// maxRequest bounds a request (policy sets travel in it).
-const maxRequest = 16 << 20
-
-// Call sends one request to the admin socket at path and returns the answer.
-func Call(path, command string, args any) (*Response, error) {
-	req := Request{Command: command}
-	if args != nil {
-		b, err := json.Marshal(args)
-		if err != nil {
-			return nil, fmt.Errorf("encode %s: %w", command, err)
-		}
-		req.Args = b
-	}
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("admin socket: %w", err)
-	}
-	defer c.Close()
-	b, _ := json.Marshal(req)
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		return nil, fmt.Errorf("admin socket: send: %w", err)
-	}
-	var resp Response
-	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&resp); err != nil {
-		return nil, fmt.Errorf("admin socket: answer: %w", err)
-	}
-	return &resp, nil
-}
+// Call sends one request to the admin socket at path (see api.Call).
+func Call(path, command string, args any) (*Response, error) { return api.Call(path, command, args) }
