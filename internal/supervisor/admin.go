@@ -446,9 +446,15 @@ func (s *Supervisor) point(v int, push bool) error {
 	return os.Rename(s.policyHistory()+".tmp", s.policyHistory())
 }
 
+// switchMu serialises activations and rollbacks (one supervisor per
+// process).
+var switchMu sync.Mutex
+
 // activate validates files once more, stores them as the next version,
 // makes it active and tells the gate agent to load it.
 func (s *Supervisor) activate(ctx context.Context, files map[string]string) (PolicyState, error) {
+	switchMu.Lock()
+	defer switchMu.Unlock()
 	r := s.checkPolicy(ctx, files)
 	if !r.OK {
 		return PolicyState{}, fmt.Errorf("policy set refused; the old one stays in force: %s", r.Error)
@@ -471,6 +477,8 @@ func (s *Supervisor) activate(ctx context.Context, files map[string]string) (Pol
 
 // rollback re-activates the set that was in force before the current one.
 func (s *Supervisor) rollback(_ context.Context) (PolicyState, error) {
+	switchMu.Lock()
+	defer switchMu.Unlock()
 	st, err := s.policyState()
 	if err != nil {
 		return st, err
