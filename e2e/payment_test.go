@@ -462,3 +462,48 @@ func TestPayment(t *testing.T) {
 		}
 	})
 }
+
+// With simulators: true (the default) and no acquirer configured, the
+// supervisor runs the acquirer and back-office simulators itself (make run):
+// a payment is approved and an order confirmed with nothing started by hand.
+func TestPaymentSimulators(t *testing.T) {
+	for _, prog := range []string{"acquirer", "backoffice"} { // beside e2sgated, for this test only
+		b, err := os.ReadFile(filepath.Join(tools(t), prog))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(binDir, prog)
+		if err := os.WriteFile(dst, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(dst) })
+	}
+	a := startAppliance(t, "")
+	p := &payAppliance{appliance: a}
+	if st, m := p.call(t, "payment/limits", map[string]any{"org": "acme", "buyer": "bob", "limit_cents": 100_000, "categories": []string{"software"}}); st != 200 {
+		t.Fatalf("limits = %d %v", st, m)
+	}
+	var st int32
+	var m map[string]any
+	for i := 0; i < 100; i++ { // the simulator starts once inside runs
+		if st, m = p.call(t, "payment/authorize", authBody(fmt.Sprintf("simorder%d", i), 4900, "software", visa)); m["reason"] != "acquirer_unreachable" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st != 200 || m["approved"] != true {
+		t.Fatalf("authorize with the simulated acquirer = %d %v", st, m)
+	}
+	if st, m := p.call(t, "inside/order", map[string]any{"order_id": m["order_id"], "org": "acme"}); st != 201 {
+		t.Fatalf("inside/order = %d %v", st, m)
+	}
+	p.waitAudited(t, "the simulated back office's confirmation reaches purchasing", func(r auditlog.Record) bool {
+		return r.Caller == "inside" && r.Script == "purchasing/delivered" && r.Decision == "allow"
+	})
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("ip", "netns", "list").Output(); bytes.Contains(out, []byte(a.instance+"-acquirer")) {
+		t.Fatalf("the simulator's namespace outlived the appliance:\n%s", out)
+	}
+}

@@ -46,6 +46,7 @@ type Config struct {
 	Outside      Outside      `yaml:"outside"`
 	Payment      Payment      `yaml:"payment"`
 	BackOffice   BackOffice   `yaml:"back_office"`
+	Simulators   bool         `yaml:"simulators"` // run the acquirer and back-office simulators (see supervisor/simulators.go)
 	Compartments Compartments `yaml:"compartments"`
 }
 
@@ -133,6 +134,7 @@ func Default() *Config {
 		Confinement:       "required",
 		Internal:          Internal{InsideAddress: "10.77.0.2/24"},
 		Payment:           Payment{Timeout: 10 * time.Second},
+		Simulators:        true,
 		Restart:           Restart{InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxCrashes: 5, Window: time.Minute},
 		Outside:           Outside{MaxBody: 1 << 20, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, CallTimeout: 20 * time.Second},
 		Compartments: Compartments{

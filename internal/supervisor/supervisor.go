@@ -90,6 +90,7 @@ type Supervisor struct {
 	held     map[string]chan struct{} // compartments an operator stopped (admin.go)
 	pending  []gateagent.Event        // to audit once a gate agent runs
 	socks    []*os.File               // SOCKS listeners handed to inside (filters.go)
+	simulate bool                     // run the acquirer and back-office simulators (simulators.go)
 	status   Status
 }
 
@@ -136,6 +137,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopAdmin()
+	s.prepareSimulators()
 	if err := s.prepareSocks(); err != nil {
 		return err
 	}
@@ -166,6 +168,8 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.supervise(ctx, n) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); s.runSimulators(ctx) }()
 	s.log.Info("e2sgate is up", "url", s.status.URL, "status", filepath.Join(s.cfg.RunDir, "status.json"))
 	fmt.Fprintf(os.Stdout, "e2sgate web front: %s\n", s.status.URL)
 	s.writeStatus()
