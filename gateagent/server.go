@@ -96,7 +96,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader) e
 	if err != nil {
 		return fmt.Errorf("load policy set: %w", err)
 	}
-	audit, err := auditlog.Open(cfg.AuditLog)
+	audit, err := auditlog.OpenWith(cfg.AuditLog, auditlog.Options{Log: log})
 	if err != nil {
 		return err
 	}
