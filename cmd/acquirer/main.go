@@ -5,13 +5,13 @@
 //
 //	acquirer -listen 10.77.0.10:8583 -cert acq.pem -key acq.key -ledger ledger.jsonl
 //
-// By hand beside `make run`: make the certificate, start the appliance
-// pinning it, then start the simulator in a namespace of its own on the
-// internal network (-netns; needs root and ip(8)):
+// e2sgated runs it itself (simulators: true, no payment.acquirer configured)
+// when it is beside e2sgated; by hand: make the certificate to pin (-init),
+// then start it in a namespace of its own on an appliance's internal network
+// (-netns; needs root and ip(8)):
 //
-//	acquirer -cert /var/lib/e2sgate-acq/acq.pem -key /var/lib/e2sgate-acq/acq.key -init
-//	make run CONFIG=pay.yaml   # payment: {acquirer: 10.77.0.10:8583, acquirer_cert: /var/lib/e2sgate-acq/acq.pem}
-//	acquirer -netns e2s-acquirer -cert /var/lib/e2sgate-acq/acq.pem -key /var/lib/e2sgate-acq/acq.key
+//	acquirer -cert acq.pem -key acq.key -init
+//	acquirer -netns e2s-acquirer -internal-netns e2sgate-internal-net -cert acq.pem -key acq.key
 package main
 
 import (
