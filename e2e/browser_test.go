@@ -109,7 +109,11 @@ func newBrowser(t testing.TB) context.Context {
 
 func brRun(t testing.TB, ctx context.Context, step string, actions ...chromedp.Action) {
 	t.Helper()
-	if err := chromedp.Run(ctx, actions...); err != nil {
+	// A step that never completes fails here, with the page as it is, rather
+	// than at the test's overall deadline; no step is timed otherwise.
+	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if err := chromedp.Run(sctx, actions...); err != nil {
 		var page string
 		chromedp.Run(ctx, chromedp.Text("body", &page, chromedp.ByQuery))
 		t.Fatalf("%s: %v\npage:\n%s", step, err, page)
@@ -276,6 +280,53 @@ func TestStorefrontBrowser(t *testing.T) {
 	a.audited(func(r auditlog.Record) bool {
 		return r.Script == "keyhandler/countersign" && r.Caller == "purchasing" && r.Decision == "allow"
 	})
+
+	// Delivery (step 9): once the back office confirms, the page (which
+	// keeps asking) offers the delivery; it opens it with the buyer's key,
+	// checks the merchant's signature, and sends the signed acknowledgement.
+	confirmDelivery(t, a, offerID)
+	brAwait(t, ctx, "open and acknowledge the delivery", "#delivery-status",
+		chromedp.WaitEnabled(`#get-delivery`, chromedp.ByQuery),
+		chromedp.Click(`#get-delivery`, chromedp.ByQuery))
+	brContains(t, "delivery", brText(t, ctx, "#delivery-status"), "delivery opened and acknowledged: order acknowledged")
+	brContains(t, "delivered document", brText(t, ctx, "#delivery-document"), offerID)
+	brContains(t, "delivery", brText(t, ctx, "#delivery-body"), "signed by e2sgate merchant (verified), decompressed")
+	brRun(t, ctx, "acknowledgement recorded", chromedp.WaitVisible(`#ack-recorded`, chromedp.ByQuery))
+	brRun(t, ctx, "screenshot", chromedp.FullScreenshot(&png, 100))
+	shot = filepath.Join(artifactDir(t), "storefront-delivery.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the delivery step: %s", shot)
+	resp, body = puDo(t, a, puClient(a, bob), "GET", "/cgi-bin/purchasing/order/"+offerID, "", nil, nil)
+	var acked struct {
+		Status string `json:"status"`
+		Ack    *struct {
+			FileName string `json:"file_name"`
+			FileSize int    `json:"file_size"`
+		} `json:"acknowledgement"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &acked) != nil || acked.Status != "acknowledged" || acked.Ack == nil || acked.Ack.FileName == "" {
+		t.Fatalf("order after the page's acknowledgement = %d %s", resp.StatusCode, body)
+	}
+	brContains(t, "acknowledgement", brText(t, ctx, "#ack-recorded"), acked.Ack.FileName)
+	a.audited(func(r auditlog.Record) bool {
+		return r.Script == "purchasing/ack" && r.Caller == "outside" && r.Decision == "allow" && r.Status == 200
+	})
+}
+
+// confirmDelivery is the back office confirming an order's delivery
+// through its spool (inside then tells purchasing).
+func confirmDelivery(t testing.TB, a *appliance, id string) {
+	t.Helper()
+	conf := filepath.Join(a.dataDir(), "inside", "spool", "confirmations")
+	b, _ := json.Marshal(map[string]string{"order_id": id, "delivered_at": time.Now().UTC().Format(time.RFC3339), "reference": "BO-" + id[:6]})
+	if err := os.WriteFile(filepath.Join(conf, ".tmp-"+id), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(conf, ".tmp-"+id), filepath.Join(conf, id+".json")); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func brFingerprint(c *x509.Certificate) string {

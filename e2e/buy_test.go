@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/cms"
@@ -175,15 +174,7 @@ func TestBuyCLI(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr, "not_delivered") {
 			t.Fatalf("delivery before confirmation: exit %d\n%s%s", code, stdout, stderr)
 		}
-		// The back office confirms through its spool.
-		conf := filepath.Join(a.dataDir(), "inside", "spool", "confirmations")
-		b, _ := json.Marshal(map[string]string{"order_id": orderID, "delivered_at": time.Now().UTC().Format(time.RFC3339), "reference": "BO-" + orderID[:6]})
-		if err := os.WriteFile(filepath.Join(conf, ".tmp-"+orderID), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(filepath.Join(conf, ".tmp-"+orderID), filepath.Join(conf, orderID+".json")); err != nil {
-			t.Fatal(err)
-		}
+		confirmDelivery(t, a, orderID)
 		stdout = c.mustRun(nil, append([]string{"buy", "-order", orderID, "-wait", "3m"}, common...)...)
 		if !strings.Contains(stdout, "signed by the merchant (verified), decrypted for you") || !strings.Contains(stdout, "sent and accepted: order "+orderID+" acknowledged") {
 			t.Fatalf("e2s buy -order:\n%s", stdout)

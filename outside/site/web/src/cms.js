@@ -18,6 +18,17 @@ export const OID = {
   sha256: "2.16.840.1.101.3.4.2.1",
   sha512: "2.16.840.1.101.3.4.2.3",
   ecPublicKey: "1.2.840.10045.2.1",
+  envelopedData: "1.2.840.113549.1.7.3",
+  authEnvelopedData: "1.2.840.113549.1.9.16.1.23",
+  compressedData: "1.2.840.113549.1.9.16.1.9",
+  zlib: "1.2.840.113549.1.9.16.3.8",
+  aes256GCM: "2.16.840.1.101.3.4.1.46",
+  aes256Wrap: "2.16.840.1.101.3.4.1.45",
+  ecdhSHA256KDF: "1.3.132.1.11.1",
+  msgSigDigest: "1.2.840.113549.1.9.16.2.5",
+  fileName: "2.25.15164122438737808793471905286953962367.1",
+  fileSize: "2.25.15164122438737808793471905286953962367.2",
+  fileDigest: "2.25.15164122438737808793471905286953962367.3",
   p256: "1.2.840.10045.3.1.7",
 };
 
@@ -120,13 +131,15 @@ export async function importCredential(text) {
   } catch (e) {
     throw new Error("the private key is not an ECDSA P-256 PKCS#8 key (" + e.message + ")");
   }
+  // The same key agrees keys (ECDH) to open deliveries encrypted for it.
+  const ecdh = await subtle().importKey("pkcs8", keyBlock.der, { name: "ECDH", namedCurve: "P-256" }, false, ["deriveBits"]);
   // The key must belong to the certificate: sign and check with the certificate's key.
   const pub = await subtle().importKey("spki", spki.toSchema().toBER(false), { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]);
   const probe = new TextEncoder().encode("e2sgate key check");
   const sig = await subtle().sign({ name: "ECDSA", hash: "SHA-256" }, key, probe);
   if (!(await subtle().verify({ name: "ECDSA", hash: "SHA-256" }, pub, sig, probe)))
     throw new Error("the private key does not belong to the certificate");
-  return { key, cert, ...(await describeCertificate(cert)) };
+  return { key, ecdh, cert, ...(await describeCertificate(cert)) };
 }
 
 function issuerAndSerial(cert) {
@@ -138,14 +151,16 @@ function utcOrGeneralized(d) {
   return y >= 1950 && y < 2050 ? new asn1js.UTCTime({ valueDate: d }) : new asn1js.GeneralizedTime({ valueDate: d });
 }
 
-// signedAttributes: contentType, signingTime, messageDigest, in DER SET OF
-// order (sorted by encoding) so that any verifier re-encoding them agrees.
-async function signedAttributes(content, hash) {
+// signedAttributes: contentType, signingTime, messageDigest and extra, in
+// DER SET OF order (sorted by encoding) so that any verifier re-encoding
+// them agrees.
+async function signedAttributes(content, hash, extra = []) {
   const digest = await subtle().digest(hash, bytes(content));
   const attrs = [
     new pkijs.Attribute({ type: OID.contentType, values: [new asn1js.ObjectIdentifier({ value: OID.data })] }),
     new pkijs.Attribute({ type: OID.signingTime, values: [utcOrGeneralized(new Date())] }),
     new pkijs.Attribute({ type: OID.messageDigest, values: [new asn1js.OctetString({ valueHex: digest })] }),
+    ...extra,
   ];
   const enc = attrs.map((a) => new Uint8Array(a.toSchema().toBER(false)));
   const order = attrs.map((a, i) => i).sort((i, j) => {
@@ -265,4 +280,201 @@ export async function accept(offerDER, cred) {
   const back = parseSignedData(out);
   if (!equalBytes(back.content, content)) throw new Error("internal: the offer content changed while signing");
   return out;
+}
+
+// ---- delivery: open (decrypt, verify, decompress) and acknowledge ----------
+
+function children(node, what) {
+  if (!node || !node.valueBlock || !Array.isArray(node.valueBlock.value)) throw new Error(what + ": not a constructed value");
+  return node.valueBlock.value;
+}
+
+function isContext(node, n) {
+  return node && node.idBlock.tagClass === 3 && node.idBlock.tagNumber === n;
+}
+
+function octets(node) {
+  // An OCTET STRING, primitive or (BER) constructed.
+  if (node.idBlock.isConstructed) {
+    const parts = node.valueBlock.value.map(octets);
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let off = 0;
+    for (const p of parts) {
+      out.set(p, off);
+      off += p.length;
+    }
+    return out;
+  }
+  return new Uint8Array(node.valueBlock.valueHexView);
+}
+
+function encodeSetOf(node) {
+  const der = new Uint8Array(node.toBER(false));
+  der[0] = 0x31;
+  return der;
+}
+
+// x963KDF derives the AES-256 key-encryption key from the ECDH secret with
+// ECC-CMS-SharedInfo (RFC 5753 §7.2), SHA-256, as the merchant's side does.
+async function x963KDF(z, wrapAlgDER, ukm) {
+  const parts = [asn1js.fromBER(ab(wrapAlgDER)).result];
+  if (ukm) parts.push(new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber: 0 }, value: [new asn1js.OctetString({ valueHex: ab(ukm) })] }));
+  parts.push(new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber: 2 }, value: [new asn1js.OctetString({ valueHex: new Uint8Array([0, 0, 1, 0]).buffer })] }));
+  const sharedInfo = new Uint8Array(new asn1js.Sequence({ value: parts }).toBER(false));
+  const buf = new Uint8Array(z.byteLength + 4 + sharedInfo.length);
+  buf.set(new Uint8Array(z), 0);
+  buf.set([0, 0, 0, 1], z.byteLength);
+  buf.set(sharedInfo, z.byteLength + 4);
+  return subtle().digest("SHA-256", buf);
+}
+
+// decryptAuthEnveloped opens AuthEnvelopedData (RFC 5083, AES-256-GCM) for
+// an EC key: ephemeral-static ECDH (dhSinglePass-stdDH-sha256kdf-scheme)
+// and AES-256 key wrap (RFC 5753). Returns {contentType, content}.
+async function decryptAuthEnveloped(node, cred) {
+  const f = children(node, "AuthEnvelopedData");
+  let i = 1; // version
+  if (isContext(f[i], 0)) i++; // originatorInfo
+  const ris = children(f[i++], "recipientInfos");
+  const eci = children(f[i++], "authEncryptedContentInfo");
+  let authAttrs = null;
+  if (isContext(f[i], 1)) authAttrs = f[i++];
+  const mac = octets(f[i]);
+  const contentType = eci[0].valueBlock.toString();
+  const calg = children(eci[1], "contentEncryptionAlgorithm");
+  if (calg[0].valueBlock.toString() !== OID.aes256GCM) throw new Error("the delivery is not encrypted with AES-256-GCM");
+  const gcm = children(calg[1], "GCMParameters");
+  const nonce = octets(gcm[0]);
+  const ciphertext = eci[2] ? octets(eci[2]) : new Uint8Array(0);
+  let cek = null;
+  for (const ri of ris) {
+    if (!isContext(ri, 1)) continue; // only KeyAgreeRecipientInfo [1]
+    const k = ri.valueBlock.value; // version, originator [0], ukm [1]?, kdf, recipientEncryptedKeys
+    let j = 1;
+    const orig = k[j++].valueBlock.value[0]; // [0] EXPLICIT OriginatorIdentifierOrKey
+    if (!isContext(orig, 1)) continue; // originatorKey [1] OriginatorPublicKey
+    const point = new Uint8Array(orig.valueBlock.value[1].valueBlock.valueHexView);
+    let ukm = null;
+    if (isContext(k[j], 1)) ukm = octets(k[j++].valueBlock.value[0]);
+    const kdf = children(k[j++], "keyEncryptionAlgorithm");
+    if (kdf[0].valueBlock.toString() !== OID.ecdhSHA256KDF) continue;
+    const wrapAlg = kdf[1];
+    if (children(wrapAlg, "key wrap")[0].valueBlock.toString() !== OID.aes256Wrap) continue;
+    for (const rek of children(k[j], "recipientEncryptedKeys")) {
+      const [rid, ek] = rek.valueBlock.value;
+      if (rid.idBlock.tagClass === 1) {
+        const ias = new pkijs.IssuerAndSerialNumber({ schema: rid });
+        if (!ias.issuer.isEqual(cred.cert.issuer) || !ias.serialNumber.isEqual(cred.cert.serialNumber)) continue;
+      }
+      try {
+        const pub = await subtle().importKey("raw", point, { name: "ECDH", namedCurve: "P-256" }, false, []);
+        const z = await subtle().deriveBits({ name: "ECDH", public: pub }, cred.ecdh, 256);
+        const kekBytes = await x963KDF(z, wrapAlg.toBER(false), ukm);
+        const kek = await subtle().importKey("raw", kekBytes, "AES-KW", false, ["unwrapKey"]);
+        cek = await subtle().unwrapKey("raw", octets(ek), kek, "AES-KW", { name: "AES-GCM" }, false, ["decrypt"]);
+        break;
+      } catch (_) {
+        /* not for this key; try the next */
+      }
+    }
+    if (cek) break;
+  }
+  if (!cek) throw new Error("the delivery is not encrypted for your certificate");
+  const sealed = new Uint8Array(ciphertext.length + mac.length);
+  sealed.set(ciphertext, 0);
+  sealed.set(mac, ciphertext.length);
+  const params = { name: "AES-GCM", iv: nonce, tagLength: mac.length * 8 };
+  if (authAttrs) params.additionalData = encodeSetOf(authAttrs);
+  let content;
+  try {
+    content = new Uint8Array(await subtle().decrypt(params, cek, sealed));
+  } catch (_) {
+    throw new Error("the delivery was altered or damaged (authentication failed)");
+  }
+  return { contentType, content };
+}
+
+async function inflate(data) {
+  const ds = new DecompressionStream("deflate"); // zlib (RFC 1950)
+  const out = new Response(new Blob([data]).stream().pipeThrough(ds));
+  return new Uint8Array(await out.arrayBuffer());
+}
+
+// decompress reads CompressedData (RFC 3274, zlib) of id-data.
+async function decompress(der) {
+  let node = fromBER(der, "CompressedData");
+  let f = children(node, "CompressedData");
+  if (f[0] instanceof asn1js.ObjectIdentifier) f = children(f[1].valueBlock.value[0], "CompressedData"); // in a ContentInfo
+  if (children(f[1], "compressionAlgorithm")[0].valueBlock.toString() !== OID.zlib) throw new Error("unknown compression");
+  const eci = children(f[2], "encapContentInfo");
+  if (eci[0].valueBlock.toString() !== OID.data) throw new Error("compressed content is not data");
+  return inflate(octets(eci[1].valueBlock.value[0]));
+}
+
+// openDelivery decrypts the delivery, verifies that the merchant signed it
+// and decompresses it: {document, signedData (DER ContentInfo), signer}.
+export async function openDelivery(der, cred, merchant) {
+  const outer = fromBER(der, "the delivery");
+  const ci = children(outer, "ContentInfo");
+  const ct = ci[0].valueBlock.toString();
+  if (ct !== OID.authEnvelopedData) throw new Error("the delivery is not AuthEnvelopedData (" + ct + ")");
+  const { contentType, content } = await decryptAuthEnveloped(ci[1].valueBlock.value[0], cred);
+  if (contentType !== OID.signedData) throw new Error("the encrypted content is not signed");
+  let signedDER = content;
+  const inner = fromBER(content, "signed delivery");
+  if (!(inner.valueBlock.value[0] instanceof asn1js.ObjectIdentifier)) {
+    signedDER = new Uint8Array(new pkijs.ContentInfo({ contentType: OID.signedData, content: inner }).toSchema().toBER(false));
+  }
+  const sci = new pkijs.ContentInfo({ schema: fromBER(signedDER, "signed delivery") });
+  const sd = new pkijs.SignedData({ schema: sci.content });
+  if (sd.signerInfos.length !== 1) throw new Error("the delivery carries " + sd.signerInfos.length + " signatures, want the merchant's");
+  const signer = await verifySigner(sd, 0, merchant);
+  const e = sd.encapContentInfo;
+  let document = new Uint8Array(e.eContent.getValue());
+  const compressed = e.eContentType === OID.compressedData;
+  if (compressed) document = await decompress(document);
+  else if (e.eContentType !== OID.data) throw new Error("unexpected signed content " + e.eContentType);
+  return { document, signedData: signedDER, signer, compressed };
+}
+
+function attribute(type, value) {
+  return new pkijs.Attribute({ type, values: [value] });
+}
+
+// acknowledge is the signed file acknowledgement of document, received as
+// the SignedData `original` (as cms.Acknowledge writes it): SignedData
+// by us over Receipt { 1, original eContentType, '', original signature }
+// with msgSigDigest, fileName, fileSize and fileDigest (SHA-256).
+export async function acknowledge(original, document, fileName, cred) {
+  const ci = new pkijs.ContentInfo({ schema: fromBER(original, "original") });
+  const osd = new pkijs.SignedData({ schema: ci.content });
+  const osi = osd.signerInfos[0];
+  const engine = pkijs.getCrypto(true);
+  const ohash = engine.getAlgorithmByOID(osi.digestAlgorithm.algorithmId, true, "digestAlgorithm").name;
+  const oattrs = new Uint8Array(osi.signedAttrs.encodedValue);
+  oattrs[0] = 0x31;
+  const receipt = new Uint8Array(new asn1js.Sequence({ value: [
+    new asn1js.Integer({ value: 1 }),
+    new asn1js.ObjectIdentifier({ value: osd.encapContentInfo.eContentType }),
+    new asn1js.OctetString({ valueHex: new ArrayBuffer(0) }),
+    new asn1js.OctetString({ valueHex: ab(osi.signature.valueBlock.valueHexView) }),
+  ] }).toBER(false));
+  const extra = [
+    attribute(OID.msgSigDigest, new asn1js.OctetString({ valueHex: await subtle().digest(ohash, oattrs) })),
+    attribute(OID.fileName, new asn1js.Utf8String({ value: fileName })),
+    attribute(OID.fileSize, new asn1js.Integer({ value: document.length })),
+    attribute(OID.fileDigest, new asn1js.Sequence({ value: [
+      new pkijs.AlgorithmIdentifier({ algorithmId: OID.sha256, algorithmParams: new asn1js.Null() }).toSchema(),
+      new asn1js.OctetString({ valueHex: await subtle().digest("SHA-256", bytes(document)) }),
+    ] })),
+  ];
+  const signedAttrs = await signedAttributes(receipt, "SHA-256", extra);
+  const sd = new pkijs.SignedData({
+    version: 1,
+    encapContentInfo: new pkijs.EncapsulatedContentInfo({ eContentType: OID.data, eContent: new asn1js.OctetString({ valueHex: ab(receipt) }) }),
+    signerInfos: [newSignerInfo(cred.cert, signedAttrs)],
+    certificates: [cred.cert],
+  });
+  await sd.sign(cred.key, 0, "SHA-256");
+  return contentInfoDER(sd);
 }

@@ -125,8 +125,8 @@ async function login() {
       signed = "merchant's answer signature verified";
     }
     state.session = { id: ans.session, buyer: ans.buyer };
-    status("login-status", "logged in as " + ans.buyer.name + " (" + ans.buyer.org + ", " + ans.buyer.role + "); " + signed, "ok");
     await loadCatalogue();
+    status("login-status", "logged in as " + ans.buyer.name + " (" + ans.buyer.org + ", " + ans.buyer.role + "); " + signed, "ok");
   } catch (e) {
     state.session = null;
     status("login-status", "log-in failed: " + e.message, "bad");
@@ -201,7 +201,12 @@ function vatTable(priced) {
   return t;
 }
 
+let basketGen = 0;
+
+// showBasket prices the basket at the merchant; when clicks overtake each
+// other only the answer for the latest basket is shown.
 async function showBasket() {
+  const gen = ++basketGen;
   const box = $("basket");
   if (state.basket.size === 0) {
     box.replaceChildren(el("p", { class: "muted" }, "empty"));
@@ -210,11 +215,12 @@ async function showBasket() {
   }
   try {
     const priced = await (await call("POST", "basket", basketBody())).json();
+    if (gen !== basketGen) return;
     box.replaceChildren(linesTable(priced), vatTable(priced),
       el("button", { id: "clear-basket", onclick: () => { state.basket.clear(); showBasket(); } }, "empty the basket"));
     $("get-offer").disabled = false;
   } catch (e) {
-    box.replaceChildren(el("p", { class: "status bad" }, e.message));
+    if (gen === basketGen) box.replaceChildren(el("p", { class: "status bad" }, e.message));
   }
 }
 
@@ -302,32 +308,59 @@ async function showContract(der, offerDER) {
 
 // ---- order and delivery (step 9) -------------------------------------------
 
+let pollTimer = null;
+
+// refreshOrder shows the order as the merchant has it; until the back
+// office confirms delivery the page asks again every few seconds.
 async function refreshOrder() {
   const id = state.contract && state.contract.orderId;
   if (!id) return;
+  clearTimeout(pollTimer);
   try {
     const o = await (await call("GET", "order/" + id)).json();
     const a = o.authorization || {};
+    state.order = o;
     $("order-state").textContent = o.status;
+    $("order-state").dataset.status = o.status;
     $("order-body").replaceChildren(
       el("p", {}, "Payment: " + (a.approved ? "authorised, code " + a.auth_code : "not authorised " + (a.reason || ""))),
-      el("p", {}, "Back office: " + (o.back_office || "?") + (o.delivery && o.delivery.at ? "; delivered " + o.delivery.at : "")),
-      o.acknowledgement && o.acknowledgement.at ? el("p", {}, "Acknowledged " + o.acknowledgement.at) : "");
-    $("get-delivery").disabled = !(o.delivery && o.delivery.at);
+      el("p", {}, "Back office: " + (o.back_office || "?") + (o.delivery && o.delivery.at ? "; delivered " + o.delivery.at + " (" + o.delivery.file_name + ")" : "")),
+      o.acknowledgement && o.acknowledgement.at
+        ? el("p", { id: "ack-recorded" }, "Your acknowledgement of " + o.acknowledgement.file_name + " (" + o.acknowledgement.file_size + " bytes) is recorded, " + o.acknowledgement.at)
+        : "");
+    const delivered = !!(o.delivery && o.delivery.at);
+    $("get-delivery").disabled = !delivered;
+    if (!delivered) pollTimer = setTimeout(refreshOrder, 3000);
   } catch (e) {
     $("order-body").replaceChildren(el("p", { class: "status bad" }, e.message));
   }
 }
 
+// getDelivery fetches the delivery, opens it here — decrypt with your key,
+// verify the merchant's signature, decompress — and sends the signed file
+// acknowledgement (file name, size, digest) back to the merchant.
 async function getDelivery() {
   const id = state.contract.orderId;
+  const box = $("delivery-body");
+  box.replaceChildren();
+  status("delivery-status", "fetching the delivery…");
   try {
     const der = new Uint8Array(await (await call("GET", "delivery/" + id)).arrayBuffer());
-    $("delivery-body").replaceChildren(el("p", {}, "Delivered document, encrypted for your certificate (" + der.length + " bytes): ",
-      download("delivery-" + id + ".p7m", der, "application/pkcs7-mime"),
-      ". Open it and send the signed acknowledgement with: e2s open delivery-" + id + ".p7m OUT -ack-out ACK"));
+    box.append(el("p", {}, "Encrypted delivery (" + der.length + " bytes): ", download("delivery-" + id + ".p7m", der, "application/pkcs7-mime")));
+    const opened = await cms.openDelivery(der, state.cred, state.merchant.cert);
+    const name = (state.order && state.order.delivery && state.order.delivery.file_name) || "delivery-" + id + ".bin";
+    const text = new TextDecoder("utf-8", { fatal: false }).decode(opened.document);
+    box.append(
+      el("p", {}, "Opened: " + name + ", " + opened.document.length + " bytes, signed by " + opened.signer.cn + " (verified)" +
+        (opened.compressed ? ", decompressed" : "") + ": ", download(name, opened.document, "application/octet-stream")),
+      el("pre", { id: "delivery-document" }, text.length > 4000 ? text.slice(0, 4000) + "…" : text));
+    const ack = await cms.acknowledge(opened.signedData, opened.document, name, state.cred);
+    const ans = await (await call("POST", "ack/" + id, ack, { "Content-Type": "application/pkcs7-mime" })).json();
+    box.append(el("p", {}, "Signed acknowledgement sent: ", download("ack-" + id + ".p7m", ack, "application/pkcs7-mime")));
+    status("delivery-status", "delivery opened and acknowledged: order " + ans.status, "ok");
+    await refreshOrder();
   } catch (e) {
-    $("delivery-body").replaceChildren(el("p", { class: "status bad" }, e.message));
+    status("delivery-status", "delivery: " + e.message, "bad");
   }
 }
 
