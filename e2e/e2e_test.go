@@ -22,6 +22,7 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/purchasing"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/testctrd"
 )
 
 const basket = `{"items":[{"sku":"LIC-STD","qty":2},{"sku":"DOC-SPEC","qty":1}]}`
@@ -37,6 +38,14 @@ func TestAppliance(t *testing.T) {
 	}{
 		{"runc", func(*testing.T) string { return "runtime: runc\nconfinement: required\n" }},
 		{"exec", func(*testing.T) string { return "runtime: exec\nconfinement: lowered\n" }},
+		{"containerd", func(t *testing.T) string {
+			top, err := os.MkdirTemp("", "e2e-ctrd")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(top) })
+			return "runtime: containerd\nconfinement: required\ncontainerd_address: " + testctrd.Start(t, top) + "\n"
+		}},
 	} {
 		t.Run(rt.name, func(t *testing.T) { testAppliance(t, rt.name, rt.config(t)) })
 	}
@@ -209,6 +218,15 @@ func testAppliance(t *testing.T, runtime, config string) {
 		if !slices.Contains(st.Compartments["inside"].Layers, "nftables") {
 			t.Errorf("inside: no nftables layer (have %v)", st.Compartments["inside"].Layers)
 		}
+		if runtime == "containerd" {
+			// Only what needs a handed-over fd (outside, inside) runs
+			// under runc; the rest must really be containerd tasks.
+			for _, n := range []string{"purchasing", "payment", "keyhandler"} {
+				if !slices.Contains(st.Compartments[n].Layers, "runtime:containerd") {
+					t.Errorf("%s: not a containerd task (layers %v)", n, st.Compartments[n].Layers)
+				}
+			}
+		}
 	})
 
 	t.Run("kernel denial inside a compartment is audited", func(t *testing.T) {
@@ -309,6 +327,13 @@ func testAppliance(t *testing.T, runtime, config string) {
 		}
 		if syscall.Kill(st.GatePid, 0) == nil {
 			t.Errorf("gate agent (pid %d) still running", st.GatePid)
+		}
+		// Nothing of this instance is left on the host (containerd's own
+		// containers, tasks and shims are checked when its daemon stops).
+		left, _ := filepath.Glob("/sys/fs/cgroup/*/" + a.instance)
+		netns, _ := filepath.Glob("/run/netns/" + a.instance + "-*")
+		for _, l := range append(left, netns...) {
+			t.Errorf("left after shutdown: %s", l)
 		}
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 // Containerd runs compartments as containerd tasks, for hosts that run
@@ -28,9 +29,15 @@ import (
 // capability set — because the spec is passed whole (WithSpec), not built
 // from oci.WithDefaultSpec.
 //
+// Standard output and error do not reach the program as our file
+// descriptors (as with runc) but travel program → shim → FIFOs → this
+// process, which copies them into Spec.Stdout/Stderr until the program is
+// gone; an *os.File there is duplicated for that copy, so callers may close
+// theirs after Start exactly as with runc.
+//
 // Limitation: containerd cannot hand file descriptors to a task, so a Spec
-// with ExtraFiles (the outside compartment's listening socket) is refused;
-// run the outside compartment with the runc runtime.
+// with ExtraFiles (outside's listening socket, inside's SOCKS listeners) is
+// refused; cmd/e2sgated runs those compartments with the runc runtime.
 type Containerd struct {
 	// Runc holds the confinement settings shared with the runc runtime
 	// (StateDir, ImageDir, CgroupParent, IDPrefix, RootHostID, Net, Log);
@@ -87,7 +94,16 @@ func (c *Containerd) Start(ctx context.Context, s Spec) (_ Process, err error) {
 	p.cleanup(ctx) // what a crashed supervisor left
 	defer func() {
 		if err != nil {
-			p.cleanup(context.WithoutCancel(ctx))
+			ctx := context.WithoutCancel(ctx)
+			if p.task != nil {
+				// Deleting our task handle also closes its FIFOs.
+				_, _ = p.task.Delete(ctx, containerd.WithProcessKill)
+			}
+			if p.cancelWait != nil {
+				p.cancelWait()
+			}
+			p.closeFiles()
+			p.cleanup(ctx)
 		}
 	}()
 	if err := pp.setup(ctx); err != nil {
@@ -99,12 +115,19 @@ func (c *Containerd) Start(ctx context.Context, s Spec) (_ Process, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w: container: %w", s.Name, ErrStart, err)
 	}
-	stdout, stderr := s.Stdout, s.Stderr
-	if stdout == nil {
-		stdout = io.Discard
+	// The shim writes the program's stdout and stderr into FIFOs; the client
+	// copies from them into Spec.Stdout/Stderr in this process, for as long
+	// as the program runs. An *os.File is therefore duplicated here, as
+	// os/exec does for runc: the caller may (and the supervisor does) close
+	// its copy right after Start, and sees EOF once the program has exited
+	// and its output is copied (Wait closes the duplicates).
+	stdout, err := p.ownWriter(s.Stdout)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w: stdout: %w", s.Name, ErrStart, err)
 	}
-	if stderr == nil {
-		stderr = io.Discard
+	stderr, err := p.ownWriter(s.Stderr)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w: stderr: %w", s.Name, ErrStart, err)
 	}
 	fifos := filepath.Join(pp.paths.bundle, "fifo")
 	p.task, err = p.ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, stdout, stderr), cio.WithFIFODir(fifos)))
@@ -133,6 +156,9 @@ func (c *Containerd) Start(ctx context.Context, s Spec) (_ Process, err error) {
 		case code != 0:
 			p.waitErr = fmt.Errorf("%s: %w: status %d", s.Name, ErrExit, code)
 		}
+		// Like exec.Cmd.Wait: return once the output is copied, and close
+		// our copies of the caller's files, so its reader sees EOF.
+		p.finishIO()
 		close(p.done)
 	}()
 	p.log.Debug("compartment started", "pid", p.pid, "id", pp.paths.id, "runtime", "containerd")
@@ -147,11 +173,75 @@ type ctrdProcess struct {
 	task       containerd.Task
 	pid        int
 	proc       *os.Process
+	files      []*os.File // our duplicates of the caller's stdout/stderr
 	cancelWait context.CancelFunc
 	done       chan struct{}
 	waitErr    error
 	closeOnce  sync.Once
 	closeErr   error
+}
+
+// ownWriter returns w, or for an *os.File a duplicate that p closes when
+// the program's output is copied; nil becomes io.Discard.
+func (p *ctrdProcess) ownWriter(w io.Writer) (io.Writer, error) {
+	switch f := w.(type) {
+	case nil:
+		return io.Discard, nil
+	case *os.File:
+		if f == nil {
+			return io.Discard, nil
+		}
+		d, err := dupFile(f)
+		if err != nil {
+			return nil, err
+		}
+		p.files = append(p.files, d)
+		return d, nil
+	}
+	return w, nil
+}
+
+// dupFile duplicates f (close-on-exec). The duplicate shares f's open file
+// description, so it stays usable after the caller closes f.
+func dupFile(f *os.File) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fd int
+	var dupErr error
+	if err := rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if dupErr != nil {
+		return nil, fmt.Errorf("dup %s: %w", f.Name(), dupErr)
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+// finishIO waits until the client has copied what the shim relayed from
+// the exited program (bounded: a stuck copy is cancelled), then closes the
+// duplicated files.
+func (p *ctrdProcess) finishIO() {
+	if i := p.task.IO(); i != nil {
+		copied := make(chan struct{})
+		go func() { i.Wait(); close(copied) }()
+		select {
+		case <-copied:
+		case <-time.After(5 * time.Second):
+			p.log.Warn("compartment output still open 5s after exit; cancelling the copy")
+			i.Cancel()
+			<-copied
+		}
+	}
+	p.closeFiles()
+}
+
+func (p *ctrdProcess) closeFiles() {
+	for _, f := range p.files {
+		f.Close()
+	}
+	p.files = nil
 }
 
 func (p *ctrdProcess) Pid() int { return p.pid }
@@ -184,10 +274,16 @@ func (p *ctrdProcess) Close() error {
 			case <-time.After(10 * time.Second):
 			}
 		}
-		p.closeErr = p.cleanup(ctx)
+		var errs []error
+		// Through our handle, so the client closes the task's FIFOs (the
+		// handle cleanup loads has no IO attached).
+		if _, err := p.task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("close %s: delete task: %w", p.spec.Name, err))
+		}
 		if p.cancelWait != nil {
 			p.cancelWait()
 		}
+		p.closeErr = errors.Join(append(errs, p.cleanup(ctx))...)
 	})
 	return p.closeErr
 }

@@ -1,9 +1,11 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -109,5 +111,86 @@ func TestContainerdRefusesExtraFiles(t *testing.T) {
 	_, err := c.Start(context.Background(), Spec{Name: "outside", ExtraFiles: []*os.File{os.Stdin}})
 	if !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("Start with ExtraFiles = %v, want ErrUnsupported", err)
+	}
+}
+
+// TestContainerdStdioLikeRunc: the supervisor's stdio contract, for both
+// runtimes. Spec.Stdout is an *os.File pipe end the caller closes right
+// after Start (as the supervisor does, to see EOF when the program dies):
+// the program's first line still arrives while it runs, and the reader sees
+// EOF once Wait returned. Spec.Stderr (the supervisor's own stderr) has all
+// of a program's last words once Wait returned, also when it dies at once.
+func TestContainerdStdioLikeRunc(t *testing.T) {
+	for _, rt := range []struct {
+		name string
+		new  func(t *testing.T) Runtime
+	}{
+		{"runc", func(t *testing.T) Runtime { return newTestRunc(t) }},
+		{"containerd", func(t *testing.T) Runtime { return newTestContainerd(t) }},
+	} {
+		t.Run(rt.name, func(t *testing.T) {
+			r := rt.new(t)
+			start := func(mode string) (p Process, stdout, stderrR, stderrW *os.File) {
+				t.Helper()
+				or, ow, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				er, ew, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { or.Close(); er.Close(); ew.Close() })
+				s := probeSpec(t, "purchasing", probeUID, mode)
+				s.Stdout, s.Stderr = ow, ew
+				p, err = r.Start(context.Background(), s)
+				ow.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { p.Close() })
+				or.SetReadDeadline(time.Now().Add(20 * time.Second))
+				er.SetReadDeadline(time.Now().Add(20 * time.Second))
+				return p, or, er, ew
+			}
+
+			t.Run("first line while running, EOF after kill", func(t *testing.T) {
+				p, or, _, _ := start("sleep")
+				t0 := time.Now()
+				line, err := bufio.NewReader(or).ReadString('\n')
+				if err != nil || !strings.Contains(line, `"name":"landlock"`) {
+					t.Fatalf("first line %q: %v", line, err)
+				}
+				if err := syscall.Kill(p.Pid(), 0); err != nil {
+					t.Fatalf("program not running after its first line: %v", err)
+				}
+				p.Signal(syscall.SIGKILL)
+				if err := p.Wait(); err == nil {
+					t.Error("Wait after SIGKILL = nil")
+				}
+				if rest, err := io.ReadAll(or); err != nil {
+					t.Errorf("stdout after Wait: %v (read %q), want EOF", err, rest)
+				}
+				t.Logf("first line after %v", time.Since(t0))
+				if err := p.Close(); err != nil {
+					t.Error(err)
+				}
+			})
+
+			t.Run("program dying at once: its stderr arrives", func(t *testing.T) {
+				p, _, er, ew := start("no-such-mode")
+				if err := p.Wait(); err == nil {
+					t.Error("Wait = nil, want the exit status")
+				}
+				ew.Close()
+				b, err := io.ReadAll(er)
+				if err != nil || !strings.Contains(string(b), "unknown mode no-such-mode") {
+					t.Errorf("stderr %q: %v", b, err)
+				}
+				if err := p.Close(); err != nil {
+					t.Error(err)
+				}
+			})
+		})
 	}
 }

@@ -135,6 +135,15 @@ func assertNoLeftovers(t testing.TB, r *Runc) {
 	for _, e := range ents {
 		t.Errorf("leftover runc state %s", e.Name())
 	}
+	// The containerd backend's shim runs runc with this root, one
+	// directory per containerd namespace.
+	nss, _ := os.ReadDir(filepath.Join(r.StateDir, "containerd-runc"))
+	for _, ns := range nss {
+		ents, _ := os.ReadDir(filepath.Join(r.StateDir, "containerd-runc", ns.Name()))
+		for _, e := range ents {
+			t.Errorf("leftover runc state (containerd) %s/%s", ns.Name(), e.Name())
+		}
+	}
 	if b, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(b, []byte(r.StateDir)) {
 		t.Errorf("leftover mounts under %s", r.StateDir)
 	}

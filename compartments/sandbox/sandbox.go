@@ -74,8 +74,11 @@ type Spec struct {
 	// ExtraFiles become fd 3, 4, ... in the compartment (for the outside
 	// compartment: the listening socket the supervisor bound).
 	ExtraFiles []*os.File
-	Stdout     io.Writer
-	Stderr     io.Writer
+	// Stdout gets the program's standard output as it is written. An
+	// *os.File here may be closed by the caller as soon as Start returned
+	// (the supervisor does, to read EOF when the program is gone).
+	Stdout io.Writer
+	Stderr io.Writer
 
 	// Rootfs is the compartment's image (images.Build). When empty, the
 	// runc runtime builds it from Binary under its ImageDir.

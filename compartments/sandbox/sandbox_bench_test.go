@@ -68,8 +68,18 @@ func BenchmarkStart(b *testing.B) {
 // BenchmarkRestart: what the supervisor does when a compartment died: Close
 // the dead one (container, netns, cgroups), Start it again, until the new
 // program's first line.
-func BenchmarkRestart(b *testing.B) {
-	r := newTestRunc(b)
+func BenchmarkRestart(b *testing.B) { benchRestart(b, newTestRunc(b)) }
+
+// BenchmarkRestartContainerd: BenchmarkRestart through a containerd daemon
+// the benchmark starts itself.
+func BenchmarkRestartContainerd(b *testing.B) {
+	sock := startContainerdB(b)
+	c := &Containerd{Runc: *newTestRunc(b), Address: sock, Namespace: "e2sgate-bench"}
+	defer c.Close()
+	benchRestart(b, c)
+}
+
+func benchRestart(b *testing.B, r Runtime) {
 	s := probeSpec(b, "payment", probeUID, "sleep")
 	_, p := startToFirstLine(b, r, s)
 	var ds, closes, starts []time.Duration

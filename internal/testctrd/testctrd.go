@@ -3,13 +3,19 @@
 package testctrd
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 )
 
 // Start runs containerd with its state under a new directory in top and
@@ -68,6 +74,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// Whatever the test ran must be gone by now (its own cleanups ran
+		// first): no container, task or shim may outlive it.
+		for _, l := range leftovers(sock) {
+			t.Errorf("containerd leftover: %s", l)
+		}
 		cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()
@@ -95,6 +106,59 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// leftovers lists (and then removes) the containers and tasks the daemon at
+// sock still has, and the shims of that daemon still running.
+func leftovers(sock string) []string {
+	var found []string
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if c, err := containerd.New(sock, containerd.WithTimeout(5*time.Second)); err != nil {
+		found = append(found, fmt.Sprintf("cannot ask the daemon: %v", err))
+	} else {
+		defer c.Close()
+		nss, err := c.NamespaceService().List(ctx)
+		if err != nil {
+			found = append(found, fmt.Sprintf("namespaces: %v", err))
+		}
+		for _, ns := range nss {
+			ctx := namespaces.WithNamespace(ctx, ns)
+			ctrs, err := c.Containers(ctx)
+			if err != nil {
+				found = append(found, fmt.Sprintf("containers in %s: %v", ns, err))
+			}
+			for _, ctr := range ctrs {
+				found = append(found, "container "+ns+"/"+ctr.ID())
+				if task, err := ctr.Task(ctx, nil); err == nil {
+					found = append(found, fmt.Sprintf("task %s/%s (pid %d)", ns, ctr.ID(), task.Pid()))
+					// The program is its pid namespace's init: killing it
+					// ends the container, whatever state the shim is in.
+					if pid := int(task.Pid()); pid > 0 {
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+					dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					task.Delete(dctx, containerd.WithProcessKill)
+					cancel()
+				}
+				dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				ctr.Delete(dctx)
+				cancel()
+			}
+		}
+	}
+	// Shims run "containerd-shim-runc-v2 -namespace N -id ID -address SOCK".
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) || !bytes.Contains(b, append([]byte(sock), 0)) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		found = append(found, fmt.Sprintf("shim pid %d: %s", pid, bytes.ReplaceAll(bytes.TrimRight(b, "\x00"), []byte{0}, []byte{' '})))
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return found
 }
 
 func tail(s string, n int) string {
