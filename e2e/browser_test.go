@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -13,10 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 
 	"github.com/e2sgate/e2sgate/internal/auditlog"
@@ -208,6 +211,23 @@ func TestStorefrontBrowser(t *testing.T) {
 	// net 2*159.00 + 49.00 = 367.00; VAT 60.42 + 3.43; gross 430.85
 	brContains(t, "basket", brText(t, ctx, "#basket"), "318.00 EUR", "49.00 EUR", "60.42 EUR", "3.43 EUR", "gross 430.85 EUR")
 
+	// Someone between merchant and buyer alters the offer (one quantity, same
+	// length): the page refuses it and offers no acceptance.
+	stop, altered := alterOffers(t, ctx)
+	brRun(t, ctx, "altered offer",
+		chromedp.Click(`#get-offer`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#offer-status.ok, #offer-status.bad`, chromedp.ByQuery))
+	stop()
+	if !altered.Load() {
+		t.Fatal("the offer was not altered on its way to the page")
+	}
+	brContains(t, "altered offer", brText(t, ctx, "#offer-status"), "no valid offer: signer 1: Message digest doesn't match")
+	var acceptOffered bool
+	brRun(t, ctx, "accept button", chromedp.Evaluate(`!document.querySelector("#accept").disabled`, &acceptOffered))
+	if acceptOffered {
+		t.Fatal("the page offers to accept an altered offer")
+	}
+
 	// The merchant's signed offer (step 5), checked in the page.
 	brAwait(t, ctx, "get the offer", "#offer-status", chromedp.Click(`#get-offer`, chromedp.ByQuery))
 	brContains(t, "offer status", brText(t, ctx, "#offer-status"), "merchant signature verified", brFingerprint(merchant))
@@ -313,6 +333,42 @@ func TestStorefrontBrowser(t *testing.T) {
 	a.audited(func(r auditlog.Record) bool {
 		return r.Script == "purchasing/ack" && r.Caller == "outside" && r.Decision == "allow" && r.Status == 200
 	})
+}
+
+// alterOffers changes every offer on its way from the web front to the page
+// ("qty":2 becomes "qty":3 inside the signed content) until stop is called;
+// altered reports whether an offer was changed.
+func alterOffers(t testing.TB, ctx context.Context) (stop func(), altered *atomic.Bool) {
+	t.Helper()
+	altered = new(atomic.Bool)
+	lctx, cancel := context.WithCancel(ctx)
+	chromedp.ListenTarget(lctx, func(ev any) {
+		e, ok := ev.(*fetch.EventRequestPaused)
+		if !ok {
+			return
+		}
+		go func() {
+			ectx := cdp.WithExecutor(ctx, chromedp.FromContext(ctx).Target)
+			body, err := fetch.GetResponseBody(e.RequestID).Do(ectx)
+			if err != nil {
+				fetch.ContinueRequest(e.RequestID).Do(ectx)
+				return
+			}
+			if bytes.Contains(body, []byte(`"qty":2`)) {
+				body = bytes.Replace(body, []byte(`"qty":2`), []byte(`"qty":3`), 1)
+				altered.Store(true)
+			}
+			fetch.FulfillRequest(e.RequestID, e.ResponseStatusCode).WithResponseHeaders(e.ResponseHeaders).
+				WithBody(base64.StdEncoding.EncodeToString(body)).Do(ectx)
+		}()
+	})
+	brRun(t, ctx, "intercept offers", fetch.Enable().WithPatterns([]*fetch.RequestPattern{
+		{URLPattern: "*/cgi-bin/purchasing/offer", RequestStage: fetch.RequestStageResponse},
+	}))
+	return func() {
+		brRun(t, ctx, "stop intercepting", fetch.Disable())
+		cancel()
+	}, altered
 }
 
 // confirmDelivery is the back office confirming an order's delivery

@@ -225,7 +225,12 @@ export async function verifySigner(sd, i, expected) {
   if (!cert) throw new Error("signer " + (i + 1) + ": certificate not in the message");
   if (expected && !equalBytes(certDER(cert), certDER(expected)))
     throw new Error("signer " + (i + 1) + " is not " + (commonName(expected.subject) || "the expected party"));
-  const res = await sd.verify({ signer: i, checkChain: false, extendedMode: true });
+  let res;
+  try {
+    res = await sd.verify({ signer: i, checkChain: false, extendedMode: true });
+  } catch (e) {
+    throw new Error("signer " + (i + 1) + ": " + (e.message || e).toString().replace(/^Error during verification: /, ""));
+  }
   if (!res.signatureVerified) throw new Error("signer " + (i + 1) + ": " + (res.message || "signature does not verify"));
   return { cert, ...(await describeCertificate(cert)), signingTime: signingTime(sd.signerInfos[i]) };
 }
