@@ -5,7 +5,7 @@
 GO      ?= go
 BIN     := bin
 CONFIG  ?=
-PROGRAMS := e2sgated e2sctl outside purchasing payment keyhandler inside
+PROGRAMS := e2sgated e2sctl outside purchasing payment keyhandler inside acquirer backoffice
 
 .PHONY: all build run test bench generate check-generate lint images deps clean
 
