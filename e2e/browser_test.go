@@ -69,10 +69,24 @@ func artifactDir(t testing.TB) string {
 }
 
 // newBrowser starts Debian's chromium headless with a fresh profile. The
-// appliance's certificate is self-signed, so certificate errors are
-// ignored — in this test only.
-func newBrowser(t testing.TB) context.Context {
+// appliance's certificate is self-signed; the browser is told to accept
+// exactly its public key (--ignore-certificate-errors-spki-list, honoured
+// with a --user-data-dir), in this test only.
+func newBrowser(t testing.TB, a *appliance) context.Context {
 	t.Helper()
+	pemBytes, err := os.ReadFile(filepath.Join(a.dataDir(), "outside", "tls", "tls.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil {
+		t.Fatal("web front certificate is not PEM")
+	}
+	web, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki := sha256.Sum256(web.RawSubjectPublicKeyInfo)
 	exe, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatalf("chromium is not installed (apt-get install chromium; make deps): %v", err)
@@ -88,7 +102,7 @@ func newBrowser(t testing.TB) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1200, 1800),
 	}
@@ -178,7 +192,7 @@ func TestStorefrontBrowser(t *testing.T) {
 	if err := os.WriteFile(credFile, credentialPEM(t, bob), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx := newBrowser(t)
+	ctx := newBrowser(t, a)
 
 	// Public catalogue.
 	brAwait(t, ctx, "load the storefront", "#ready", chromedp.Navigate(a.URL+"/"))
