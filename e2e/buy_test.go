@@ -122,6 +122,7 @@ func TestBuyCLI(t *testing.T) {
 	var orderID string
 	t.Run("offer, acceptance, contract", func(t *testing.T) {
 		stdout := c.mustRun(card, append([]string{"buy", "-items", "LIC-STD=2,DOC-SPEC=1"}, common...)...)
+		t.Logf("e2s buy -items LIC-STD=2,DOC-SPEC=1:\n%s", stdout)
 		for _, want := range []string{"buyer acme-buyer of ACME Ltd", "signature verified", "VAT 19%", "VAT  7%",
 			"gross 430.85 EUR", "signed by the merchant, by you and countersigned by the merchant; all verified", "e2s buy -url"} {
 			if !strings.Contains(stdout, want) {
@@ -176,6 +177,7 @@ func TestBuyCLI(t *testing.T) {
 		}
 		confirmDelivery(t, a, orderID)
 		stdout = c.mustRun(nil, append([]string{"buy", "-order", orderID, "-wait", "3m"}, common...)...)
+		t.Logf("e2s buy -order %s:\n%s", orderID, stdout)
 		if !strings.Contains(stdout, "signed by the merchant (verified), decrypted for you") || !strings.Contains(stdout, "sent and accepted: order "+orderID+" acknowledged") {
 			t.Fatalf("e2s buy -order:\n%s", stdout)
 		}

@@ -61,6 +61,13 @@ async function call(method, script, body, extraHeaders) {
     } catch (_) {
       /* not JSON */
     }
+    if (r.status === 401 && state.session && script !== "login") {
+      // Sessions live in the purchasing compartment's memory: after a
+      // restart (or an hour) the buyer logs in again.
+      state.session = null;
+      status("login-status", "your session has ended: log in again", "bad");
+      $("login").disabled = !state.cred;
+    }
     const reason = r.headers.get("X-E2s-Reason");
     const err = new Error(reason ? msg + " [" + reason + "]" : msg);
     err.status = r.status;
