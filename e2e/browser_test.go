@@ -347,6 +347,43 @@ func TestStorefrontBrowser(t *testing.T) {
 	a.audited(func(r auditlog.Record) bool {
 		return r.Script == "purchasing/ack" && r.Caller == "outside" && r.Decision == "allow" && r.Status == 200
 	})
+
+	// A new buyer without a credential makes key and certificate in the
+	// page; the purchasing manager registers the certificate (POST buyers);
+	// the new buyer logs in with the key the page holds.
+	var newCert string
+	brAwait(t, ctx, "make a credential in the page", "#new-status",
+		chromedp.Navigate(a.URL+"/"),
+		chromedp.WaitVisible(`#ready.ok`, chromedp.ByQuery),
+		chromedp.Click(`#new summary`, chromedp.ByQuery),
+		chromedp.SendKeys(`#new-name`, "Carol", chromedp.ByQuery),
+		chromedp.Click(`#new-key`, chromedp.ByQuery))
+	brRun(t, ctx, "the new certificate", chromedp.Value(`#new-cert`, &newCert, chromedp.ByQuery))
+	blk, _ := pem.Decode([]byte(newCert))
+	if blk == nil {
+		t.Fatalf("the page shows no PEM certificate: %q", newCert)
+	}
+	carol, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil || carol.Subject.CommonName != "Carol" || carol.CheckSignature(carol.SignatureAlgorithm, carol.RawTBSCertificate, carol.Signature) != nil ||
+		carol.KeyUsage&x509.KeyUsageKeyAgreement == 0 || carol.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		t.Fatalf("the page's certificate: %v\n%s", err, newCert)
+	}
+	brContains(t, "new credential", brText(t, ctx, "#new-status"), brFingerprint(carol))
+	brRun(t, ctx, "log in before registration",
+		chromedp.Click(`#login`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#login-status.ok, #login-status.bad`, chromedp.ByQuery))
+	brContains(t, "log-in before registration", brText(t, ctx, "#login-status"), "log-in failed", "unknown_buyer")
+	reg, _ := json.Marshal(map[string]any{"certificate": newCert, "name": "Carol", "role": "buyer",
+		"limit_cents": 50_000, "categories": []string{"documents"}})
+	if resp, body := puDo(t, a, puClient(a, mia), "POST", "/cgi-bin/purchasing/buyers", "application/json", reg, nil); resp.StatusCode != 200 {
+		t.Fatalf("the manager registers Carol = %d %s", resp.StatusCode, body)
+	}
+	brAwait(t, ctx, "log in after registration", "#login-status", chromedp.Click(`#login`, chromedp.ByQuery))
+	brContains(t, "Carol's log-in", brText(t, ctx, "#login-status"), "logged in as Carol (acme, buyer)", "merchant's answer signature verified")
+	brContains(t, "Carol's limits", brText(t, ctx, "#buyer"), "limit 500.00 EUR", "categories documents")
+	if n := brCount(t, ctx, `#catalogue button.add[data-sku="LIC-STD"]`); n != 0 {
+		t.Fatal("software is not among Carol's categories, yet the page offers to add LIC-STD")
+	}
 }
 
 // alterOffers changes every offer on its way from the web front to the page

@@ -483,3 +483,43 @@ export async function acknowledge(original, document, fileName, cred) {
   await sd.sign(cred.key, 0, "SHA-256");
   return contentInfoDER(sd);
 }
+
+// ---- a new credential made in the browser ---------------------------------
+
+function pem(type, der) {
+  const b64 = toBase64(der).replace(/(.{64})/g, "$1\n").replace(/\n$/, "");
+  return "-----BEGIN " + type + "-----\n" + b64 + "\n-----END " + type + "-----\n";
+}
+
+// newCredential makes an ECDSA P-256 key and a self-signed certificate
+// naming `name` (digitalSignature, nonRepudiation, keyAgreement; client
+// authentication and e-mail protection), valid for a year. It returns the
+// credential file (PKCS#8 key + certificate, PEM) for the buyer to keep and
+// the certificate (PEM) for the purchasing manager to register.
+export async function newCredential(name) {
+  const keys = await subtle().generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]);
+  const cert = new pkijs.Certificate();
+  cert.version = 2;
+  const serial = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  serial[0] &= 0x7f;
+  serial[0] |= 0x01;
+  cert.serialNumber = new asn1js.Integer({ valueHex: serial.buffer });
+  for (const n of [cert.subject, cert.issuer])
+    n.typesAndValues.push(new pkijs.AttributeTypeAndValue({ type: "2.5.4.3", value: new asn1js.Utf8String({ value: name }) }));
+  const now = Date.now();
+  cert.notBefore.value = new Date(now - 3600 * 1000);
+  cert.notAfter.value = new Date(now + 365 * 24 * 3600 * 1000);
+  const keyUsage = new asn1js.BitString({ valueHex: new Uint8Array([0xc8]).buffer, unusedBits: 3 });
+  const eku = new pkijs.ExtKeyUsage({ keyPurposes: ["1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.4"] });
+  const bc = new pkijs.BasicConstraints({ cA: false });
+  cert.extensions = [
+    new pkijs.Extension({ extnID: "2.5.29.19", critical: true, extnValue: bc.toSchema().toBER(false), parsedValue: bc }),
+    new pkijs.Extension({ extnID: "2.5.29.15", critical: true, extnValue: keyUsage.toBER(false), parsedValue: keyUsage }),
+    new pkijs.Extension({ extnID: "2.5.29.37", critical: false, extnValue: eku.toSchema().toBER(false), parsedValue: eku }),
+  ];
+  await cert.subjectPublicKeyInfo.importKey(keys.publicKey);
+  await cert.sign(keys.privateKey, "SHA-256");
+  const certPEM = pem("CERTIFICATE", cert.toSchema(true).toBER(false));
+  const keyPEM = pem("PRIVATE KEY", await subtle().exportKey("pkcs8", keys.privateKey));
+  return { certPEM, file: keyPEM + certPEM };
+}

@@ -110,6 +110,30 @@ async function importCredential(files) {
   }
 }
 
+// newCredential makes a key and certificate here, for buyers who have
+// none yet: the certificate goes to the purchasing manager, who registers
+// it (POST buyers); the credential file is the buyer's to keep.
+async function newCredential() {
+  const name = $("new-name").value.trim();
+  if (!name) {
+    status("new-status", "your name goes into the certificate", "bad");
+    return;
+  }
+  try {
+    const made = await cms.newCredential(name);
+    state.cred = await cms.importCredential(made.file);
+    state.session = null;
+    $("new-cert").value = made.certPEM;
+    $("new-cred").hidden = false;
+    $("new-download").replaceChildren(download("e2s-" + name.replace(/[^A-Za-z0-9._-]+/g, "_") + ".pem", new TextEncoder().encode(made.file), "application/x-pem-file"));
+    status("new-status", "key and certificate made for " + state.cred.cn + " (SHA-256 " + state.cred.fingerprint + "); save the credential file and give the certificate to your purchasing manager", "ok");
+    status("cred-status", "key and certificate of " + state.cred.cn + " loaded (SHA-256 " + state.cred.fingerprint + ")", "ok");
+    $("login").disabled = false;
+  } catch (e) {
+    status("new-status", e.message, "bad");
+  }
+}
+
 async function login() {
   status("login-status", "logging in…");
   try {
@@ -376,6 +400,7 @@ async function getDelivery() {
 async function start() {
   $("cred-file").addEventListener("change", (ev) => importCredential(ev.target.files));
   $("login").addEventListener("click", login);
+  $("new-key").addEventListener("click", newCredential);
   $("get-offer").addEventListener("click", getOffer);
   $("accept").addEventListener("click", acceptOffer);
   $("refresh-order").addEventListener("click", refreshOrder);
