@@ -2,18 +2,24 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/keystore"
 )
 
 // e2sClient is the e2s binary with its own configuration, keystore and
@@ -116,6 +122,69 @@ func TestBuyCLI(t *testing.T) {
 		stdout, stderr, code := c.run(card, append([]string{"buy", "-items", "SUP-1Y=1"}, common...)...)
 		if code != 1 || !strings.Contains(stderr, "SUP-1Y is not among the categories you may buy") {
 			t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+		}
+	})
+
+	t.Run("an offer or contract altered on the way is refused", func(t *testing.T) {
+		// A middlebox terminates TLS (e2s trusts its certificate) and reaches
+		// the appliance with the buyer's own TLS credential: only the CMS
+		// signatures protect the documents now.
+		ks, err := keystore.OpenFile(filepath.Join(c.dir, "keystore"), "correct horse battery staple")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, err := ks.Credential("acme-buyer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		up := a.httpClient()
+		tr := up.Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: [][]byte{cred.Certificate().Raw}, PrivateKey: cred.Signer}}
+		up.Transport = tr
+		var alter atomic.Value // the script whose answer is altered
+		var accepted atomic.Bool
+		mitm := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			req, _ := http.NewRequest(r.Method, a.URL+r.URL.RequestURI(), bytes.NewReader(body))
+			for _, h := range []string{"Content-Type", "E2s-Signature", "E2s-Buyer"} {
+				if v := r.Header.Get(h); v != "" {
+					req.Header.Set(h, v)
+				}
+			}
+			resp, err := up.Do(req)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			defer resp.Body.Close()
+			answer, _ := io.ReadAll(resp.Body)
+			if strings.HasSuffix(r.URL.Path, "/accept") && resp.StatusCode/100 == 2 {
+				accepted.Store(true)
+			}
+			if strings.HasSuffix(r.URL.Path, "/"+alter.Load().(string)) {
+				answer = bytes.Replace(answer, []byte(`"qty":2`), []byte(`"qty":3`), 1)
+			}
+			w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+			w.WriteHeader(resp.StatusCode)
+			w.Write(answer)
+		}))
+		defer mitm.Close()
+		mitmPEM := filepath.Join(c.dir, "mitm.pem")
+		os.WriteFile(mitmPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: mitm.Certificate().Raw}), 0o644)
+		via := []string{"-url", mitm.URL, "-cacert", mitmPEM, "-out", filepath.Join(c.dir, "altered")}
+
+		alter.Store("offer")
+		stdout, stderr, code := c.run(card, append([]string{"buy", "-items", "LIC-STD=2"}, via...)...)
+		if code != 1 || !strings.Contains(stderr, "offer: verify") || accepted.Load() {
+			t.Fatalf("altered offer: exit %d, accepted %v\n%s%s", code, accepted.Load(), stdout, stderr)
+		}
+		alter.Store("accept")
+		stdout, stderr, code = c.run(card, append([]string{"buy", "-items", "LIC-STD=2"}, via...)...)
+		if code != 1 || !strings.Contains(stderr, "contract: verify") || !accepted.Load() {
+			t.Fatalf("altered contract: exit %d\n%s%s", code, stdout, stderr)
+		}
+		if m, _ := filepath.Glob(filepath.Join(c.dir, "altered", "contract-*")); len(m) != 0 {
+			t.Fatalf("e2s saved an altered contract: %v", m)
 		}
 	})
 
