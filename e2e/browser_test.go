@@ -194,6 +194,12 @@ func TestStorefrontBrowser(t *testing.T) {
 	}
 	ctx := newBrowser(t, a)
 
+	// The page holds the buyer's key: no inline or foreign script may run.
+	resp, _ := a.do("GET", "/", "", nil)
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self';") || strings.Contains(csp, "unsafe") {
+		t.Fatalf("storefront CSP %q", csp)
+	}
+
 	// Public catalogue.
 	brAwait(t, ctx, "load the storefront", "#ready", chromedp.Navigate(a.URL+"/"))
 	brRun(t, ctx, "public catalogue", chromedp.WaitVisible(`#catalogue tr[data-sku="LIC-STD"]`, chromedp.ByQuery))
@@ -266,6 +272,7 @@ func TestStorefrontBrowser(t *testing.T) {
 	if n := brCount(t, ctx, "#contract-signers li"); n != 4 {
 		t.Fatalf("%d lines about the contract's signatures, want 4", n)
 	}
+	brAwait(t, ctx, "no content security policy violation", "#ready")
 	var png []byte
 	brRun(t, ctx, "screenshot", chromedp.FullScreenshot(&png, 100))
 	shot := filepath.Join(artifactDir(t), "storefront-contract.png")

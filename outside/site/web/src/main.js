@@ -398,6 +398,9 @@ async function getDelivery() {
 // ---- wiring -------------------------------------------------------------------
 
 async function start() {
+  // Anything the content security policy blocks is a fault of this page: say so.
+  document.addEventListener("securitypolicyviolation", (e) =>
+    status("ready", "blocked by the content security policy: " + e.violatedDirective + " " + (e.blockedURI || ""), "bad"));
   $("cred-file").addEventListener("change", (ev) => importCredential(ev.target.files));
   $("login").addEventListener("click", login);
   $("new-key").addEventListener("click", newCredential);
