@@ -211,6 +211,15 @@ func TestBuyCLI(t *testing.T) {
 		if err != nil || len(s.Signers) != 3 || !s.Signers[1].Certificate.Equal(cert) {
 			t.Fatalf("saved contract: %v", err)
 		}
+		// The saved acceptance sent again (as after a failure): the same
+		// contract, the order charged once.
+		again := c.mustRun(card, append([]string{"buy", "-resume", filepath.Join(out, "acceptance-"+orderID+".p7m")}, common...)...)
+		if !strings.Contains(again, "contract "+orderID+" (accepted before: the same contract)") {
+			t.Fatalf("e2s buy -resume:\n%s", again)
+		}
+		if again, _ := os.ReadFile(filepath.Join(out, "contract-"+orderID+".p7m")); !bytes.Equal(again, contract) {
+			t.Fatal("the contract sent again differs")
+		}
 		// The appliance's side: the order, authorised, with the same
 		// contract, handed to the back office, and the audit trail.
 		resp, body := puDo(t, a, puClient(a, mia), "GET", "/cgi-bin/purchasing/order/"+orderID, "", nil, nil)

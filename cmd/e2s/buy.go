@@ -58,14 +58,22 @@ func cmdBuy(fs *flag.FlagSet) func(*env, []string) error {
 	fs.StringVar(&o.cardEnv, "card-env", "E2S_CARD", "environment `variable` holding the card: \"PAN MM/YY\"")
 	fs.Int64Var(&o.maxCents, "max", 0, "refuse an offer above this many `cents` gross (0: no bound)")
 	fs.StringVar(&o.order, "order", "", "continue with this accepted `order`: fetch and open the delivery, acknowledge it")
+	fs.StringVar(&o.resume, "resume", "", "send the saved acceptance `file` (acceptance-ID.p7m) again: after a failure, the same order, never a second charge")
+	fs.IntVar(&o.retries, "retries", 3, "resend the acceptance this many `times` when payment or the network is unavailable")
 	fs.DurationVar(&o.wait, "wait", 0, "how long to wait for the delivery (0: do not wait)")
 	fs.StringVar(&o.out, "out", ".", "`directory` for offer, contract, delivery, document and acknowledgement")
 	return func(e *env, _ []string) error {
 		if o.url == "" {
 			return fmt.Errorf("-url is required: %w", client.ErrUsage)
 		}
-		if (o.items == "") == (o.order == "") {
-			return fmt.Errorf("give either -items (a new purchase) or -order (its delivery): %w", client.ErrUsage)
+		n := 0
+		for _, v := range []string{o.items, o.order, o.resume} {
+			if v != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			return fmt.Errorf("give one of -items (a new purchase), -resume (its acceptance again) or -order (its delivery): %w", client.ErrUsage)
 		}
 		c, err := e.client()
 		if err != nil {
@@ -78,7 +86,12 @@ func cmdBuy(fs *flag.FlagSet) func(*env, []string) error {
 		if o.order != "" {
 			return b.receive(o.order)
 		}
-		id, err := b.purchase()
+		var id string
+		if o.resume != "" {
+			id, err = b.resume(o.resume)
+		} else {
+			id, err = b.purchase()
+		}
 		if err != nil {
 			return err
 		}
@@ -91,9 +104,10 @@ func cmdBuy(fs *flag.FlagSet) func(*env, []string) error {
 }
 
 type buyOptions struct {
-	url, caCert, merchant, items, cardEnv, order, out string
-	maxCents                                          int64
-	wait                                              time.Duration
+	url, caCert, merchant, items, cardEnv, order, resume, out string
+	maxCents                                                  int64
+	retries                                                   int
+	wait                                                      time.Duration
 }
 
 // buySession is one buyer talking to one appliance.
@@ -332,7 +346,7 @@ func money(cents int64, cur string) string {
 }
 
 // purchase runs browse → offer → acceptance → contract and returns the
-// order id.
+// order id (also when the acceptance failed: it is saved for -resume).
 func (b *buySession) purchase() (string, error) {
 	items, err := parseItems(b.o.items)
 	if err != nil {
@@ -406,30 +420,85 @@ func (b *buySession) purchase() (string, error) {
 		return "", fmt.Errorf("offer %s totals %s, above -max %s: not accepted", doc.OfferID, money(doc.GrossCents, doc.Currency), money(b.o.maxCents, doc.Currency))
 	}
 
-	// Our acceptance (step 6): our SignerInfo over the same content.
+	// Our acceptance (step 6): our SignerInfo over the same content, kept
+	// so that it can be sent again (-resume) if this run fails.
 	acceptance, err := cms.AddSigner(offer, nil, b.cred.Signer, b.cred.Chain, cms.SignOptions{})
 	if err != nil {
 		return "", fmt.Errorf("sign the acceptance: %w", err)
 	}
-	req, _ := json.Marshal(map[string]any{"acceptance": acceptance, "card": card})
-	resp, contract, err := b.do("POST", "accept", "application/json", req)
+	if err := b.write("acceptance-"+doc.OfferID+".p7m", acceptance); err != nil {
+		return "", err
+	}
+	return doc.OfferID, b.accept(doc.OfferID, acceptance, content, card)
+}
+
+// resume sends a saved acceptance again: the merchant answers an offer it
+// has accepted before with the same contract, and one it has not with the
+// contract now; the order id is the offer id, so payment charges once.
+func (b *buySession) resume(file string) (string, error) {
+	acceptance, err := os.ReadFile(file)
 	if err != nil {
 		return "", err
 	}
-	// The contract (step 7): merchant, us, merchant, over exactly the offer.
-	if err := b.checkContract(contract, content); err != nil {
+	card, err := b.card()
+	if err != nil {
 		return "", err
 	}
-	if err := b.write("contract-"+doc.OfferID+".p7m", contract); err != nil {
-		return "", err
+	s, err := cms.Verify(acceptance, b.verifyOptions(b.merchant, b.cred.Certificate()))
+	if err != nil {
+		return "", fmt.Errorf("acceptance %s: %w", file, err)
+	}
+	if len(s.Signers) != 2 || !s.Signers[0].Certificate.Equal(b.merchant) || !s.Signers[1].Certificate.Equal(b.cred.Certificate()) {
+		return "", fmt.Errorf("acceptance %s: %w: want the merchant's offer signature and yours", file, client.ErrBadInput)
+	}
+	var doc offerDoc
+	if err := json.Unmarshal(s.Content, &doc); err != nil || doc.Type != "e2sgate.offer.v1" {
+		return "", fmt.Errorf("acceptance %s: %w: not an offer", file, client.ErrBadInput)
+	}
+	b.e.printf("sending the acceptance of offer %s (%s gross) again\n", doc.OfferID, money(doc.GrossCents, doc.Currency))
+	return doc.OfferID, b.accept(doc.OfferID, acceptance, s.Content, card)
+}
+
+// accept sends the acceptance — again, up to -retries times, while payment
+// or the network is unavailable — and checks the contract (step 7).
+func (b *buySession) accept(id string, acceptance, offerContent []byte, card map[string]string) error {
+	req, _ := json.Marshal(map[string]any{"acceptance": acceptance, "card": card})
+	var resp *http.Response
+	var contract []byte
+	var err error
+	for try := 0; ; try++ {
+		resp, contract, err = b.do("POST", "accept", "application/json", req)
+		var he *httpError
+		transient := err != nil && (!errors.As(err, &he) || he.status == http.StatusServiceUnavailable || he.status == http.StatusBadGateway)
+		if !transient || try >= b.o.retries {
+			break
+		}
+		wait := time.Duration(2<<try) * time.Second
+		b.e.printf("%v; sending the same acceptance again in %v (the order is charged once)\n", err, wait)
+		select {
+		case <-b.e.ctx.Done():
+			return b.e.ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w\nthe acceptance is saved: 'e2s buy -resume %s' sends it again (never a second charge)",
+			err, filepath.Join(b.o.out, "acceptance-"+id+".p7m"))
+	}
+	// The contract: merchant, us, merchant, over exactly the offer.
+	if err := b.checkContract(contract, offerContent); err != nil {
+		return err
+	}
+	if err := b.write("contract-"+id+".p7m", contract); err != nil {
+		return err
 	}
 	again := ""
 	if resp.StatusCode == http.StatusOK {
 		again = " (accepted before: the same contract)"
 	}
 	b.e.printf("contract %s%s: signed by the merchant, by you and countersigned by the merchant; all verified; saved %s\n",
-		doc.OfferID, again, filepath.Join(b.o.out, "contract-"+doc.OfferID+".p7m"))
-	return doc.OfferID, nil
+		id, again, filepath.Join(b.o.out, "contract-"+id+".p7m"))
+	return nil
 }
 
 func (b *buySession) card() (map[string]string, error) {
