@@ -143,8 +143,15 @@ func TestBuyCLI(t *testing.T) {
 		up.Transport = tr
 		var alter atomic.Value // the script whose answer is altered
 		var accepted atomic.Bool
+		var unavailable atomic.Int32 // accept calls still to be answered 503 without forwarding
 		mitm := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
+			if strings.HasSuffix(r.URL.Path, "/accept") && unavailable.Add(-1) >= 0 {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, `{"error":"payment_unavailable","message":"the acquirer did not answer; try again"}`)
+				return
+			}
 			req, _ := http.NewRequest(r.Method, a.URL+r.URL.RequestURI(), bytes.NewReader(body))
 			for _, h := range []string{"Content-Type", "E2s-Signature", "E2s-Buyer"} {
 				if v := r.Header.Get(h); v != "" {
@@ -185,6 +192,16 @@ func TestBuyCLI(t *testing.T) {
 		}
 		if m, _ := filepath.Glob(filepath.Join(c.dir, "altered", "contract-*")); len(m) != 0 {
 			t.Fatalf("e2s saved an altered contract: %v", m)
+		}
+
+		// Payment unavailable once: e2s sends the same acceptance again.
+		alter.Store("nothing")
+		accepted.Store(false)
+		unavailable.Store(1)
+		stdout, stderr, code = c.run(card, append([]string{"buy", "-items", "DOC-SPEC=2", "-retries", "1"}, via...)...)
+		if code != 0 || !strings.Contains(stdout, "503 payment_unavailable") || !strings.Contains(stdout, "sending the same acceptance again") ||
+			!strings.Contains(stdout, "all verified") || !accepted.Load() {
+			t.Fatalf("accept after 503: exit %d\n%s%s", code, stdout, stderr)
 		}
 	})
 
