@@ -270,6 +270,11 @@ async function getOffer() {
     const signer = await cms.verifySigner(sd, 0, state.merchant.cert);
     const doc = JSON.parse(new TextDecoder().decode(content));
     if (doc.type !== "e2sgate.offer.v1") throw new Error("not an offer: " + doc.type);
+    if (state.session && doc.buyer !== state.cred.fingerprint) throw new Error("the offer is made out to someone else");
+    if (!(Date.parse(doc.valid_until) > Date.now())) throw new Error("the offer has expired (" + doc.valid_until + ")");
+    const want = [...state.basket].map(([sku, qty]) => sku + "=" + qty).sort().join(",");
+    const got = doc.lines.map((l) => l.sku + "=" + l.qty).sort().join(",");
+    if (want !== got) throw new Error("the offer's lines (" + got + ") are not your basket (" + want + ")");
     state.offer = { der, doc };
     $("offer-body").replaceChildren(
       el("p", {}, "Offer ", el("code", { id: "offer-id" }, doc.offer_id), " from ", doc.merchant,
