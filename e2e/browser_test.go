@@ -355,6 +355,27 @@ func TestStorefrontBrowser(t *testing.T) {
 		return r.Script == "purchasing/ack" && r.Caller == "outside" && r.Decision == "allow" && r.Status == 200
 	})
 
+	// The purchasing manager reads the organisation's signed statement in
+	// the page: Bob's order, acknowledged, authorised and captured.
+	miaFile := filepath.Join(t.TempDir(), "mia.pem")
+	if err := os.WriteFile(miaFile, credentialPEM(t, mia), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	brAwait(t, ctx, "the manager's credential", "#cred-status",
+		chromedp.Navigate(a.URL+"/"),
+		chromedp.WaitVisible(`#ready.ok`, chromedp.ByQuery),
+		chromedp.SetUploadFiles(`#cred-file`, []string{miaFile}, chromedp.ByQuery))
+	brAwait(t, ctx, "the manager logs in", "#login-status", chromedp.Click(`#login`, chromedp.ByQuery))
+	brContains(t, "manager's log-in", brText(t, ctx, "#login-status"), "logged in as Mia (acme, manager)")
+	brAwait(t, ctx, "statement", "#statement-status", chromedp.Click(`#get-statement`, chromedp.ByQuery))
+	brContains(t, "statement", brText(t, ctx, "#statement-status"), "statement signature verified (e2sgate merchant)")
+	brContains(t, "statement line", brText(t, ctx, `#statement-orders tr[data-order="`+offerID+`"]`), "acknowledged", "430.85 EUR")
+	resp, body = puDo(t, a, puClient(a, mia), "GET", "/cgi-bin/purchasing/statement", "", nil, nil)
+	st, err := cms.Verify(body, cms.VerifyOptions{Registered: []*x509.Certificate{merchant}})
+	if resp.StatusCode != 200 || err != nil || !bytes.Contains(st.Content, []byte(offerID)) {
+		t.Fatalf("statement = %d: %v", resp.StatusCode, err)
+	}
+
 	// A new buyer without a credential makes key and certificate in the
 	// page; the purchasing manager registers the certificate (POST buyers);
 	// the new buyer logs in with the key the page holds.

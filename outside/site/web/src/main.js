@@ -157,6 +157,7 @@ async function login() {
     }
     state.session = { id: ans.session, buyer: ans.buyer };
     await loadCatalogue();
+    $("manager").hidden = ans.buyer.role !== "manager";
     status("login-status", "logged in as " + ans.buyer.name + " (" + ans.buyer.org + ", " + ans.buyer.role + "); " + signed, "ok");
   } catch (e) {
     state.session = null;
@@ -400,6 +401,39 @@ async function getDelivery() {
   }
 }
 
+// ---- statement for purchasing managers (reconciliation) -------------------
+
+async function getStatement() {
+  const box = $("statement-body");
+  box.replaceChildren();
+  status("statement-status", "asking for the signed statement…");
+  try {
+    const der = new Uint8Array(await (await call("GET", "statement")).arrayBuffer());
+    const { sd, content } = cms.parseSignedData(der);
+    if (sd.signerInfos.length !== 1) throw new Error("a statement carries the merchant's signature alone");
+    const signer = await cms.verifySigner(sd, 0, state.merchant.cert);
+    const st = JSON.parse(new TextDecoder().decode(content));
+    if (st.type !== "e2sgate.statement.v1") throw new Error("not a statement: " + st.type);
+    const cur = st.currency;
+    const t = el("table", { id: "statement-orders" }, el("thead", {}, el("tr", {},
+      ...["Order", "Created", "Status", "Net", "Gross", "Authorised", "Captured"].map((h) => el("th", {}, h)))));
+    const tb = el("tbody");
+    for (const o of st.orders || []) {
+      tb.append(el("tr", { "data-order": o.order_id }, el("td", {}, el("code", {}, o.order_id.slice(0, 12) + "…")), el("td", {}, o.created),
+        el("td", {}, o.status), el("td", { class: "num" }, money(o.net_cents, cur)), el("td", { class: "num" }, money(o.gross_cents, cur)),
+        el("td", { class: "num" }, money(o.authorized_cents || 0, cur) + (o.auth_code ? " (" + o.auth_code + ")" : "")),
+        el("td", { class: "num" }, money(o.captured_cents || 0, cur))));
+    }
+    t.append(tb);
+    box.replaceChildren(el("p", {}, "Statement for " + st.org + ", issued " + st.issued + ": " + (st.orders || []).length + " orders; authorised " +
+      money(st.authorized_cents || 0, cur) + ", captured " + money(st.captured_cents || 0, cur)), t, vatTable(st),
+      el("p", {}, download("statement-" + st.org + ".p7m", der, "application/pkcs7-mime")));
+    status("statement-status", "statement signature verified (" + signer.cn + ")", "ok");
+  } catch (e) {
+    status("statement-status", "statement: " + e.message, "bad");
+  }
+}
+
 // ---- wiring -------------------------------------------------------------------
 
 async function start() {
@@ -409,6 +443,7 @@ async function start() {
   $("cred-file").addEventListener("change", (ev) => importCredential(ev.target.files));
   $("login").addEventListener("click", login);
   $("new-key").addEventListener("click", newCredential);
+  $("get-statement").addEventListener("click", getStatement);
   $("get-offer").addEventListener("click", getOffer);
   $("accept").addEventListener("click", acceptOffer);
   $("refresh-order").addEventListener("click", refreshOrder);
