@@ -111,6 +111,16 @@ func TestBuyCLI(t *testing.T) {
 	card := []string{"E2S_CARD=" + puPAN + " " + puExpiry}
 	common := []string{"-url", a.URL, "-cacert", tlsPEM, "-out", out}
 
+	t.Run("the organisation's catalogue", func(t *testing.T) {
+		stdout := c.mustRun(nil, append([]string{"buy", "-list"}, common...)...)
+		for _, want := range []string{"buyer acme-buyer of ACME Ltd (limit 2000.00 EUR, categories software, documents)",
+			"159.00 EUR net, VAT 19% (list 199.00 EUR)", "SUP-1Y", "not among your categories", "terms: ACME framework contract"} {
+			if !strings.Contains(stdout, want) {
+				t.Fatalf("e2s buy -list lacks %q:\n%s", want, stdout)
+			}
+		}
+	})
+
 	t.Run("an offer above -max is not accepted", func(t *testing.T) {
 		stdout, stderr, code := c.run(card, append([]string{"buy", "-items", "LIC-STD=1", "-max", "10000"}, common...)...)
 		if code != 1 || !strings.Contains(stderr, "above -max") || !strings.Contains(stdout, "signature verified") {

@@ -55,6 +55,7 @@ func cmdBuy(fs *flag.FlagSet) func(*env, []string) error {
 	fs.StringVar(&o.caCert, "cacert", "", "trust the appliance's TLS certificate in this PEM `file` (default: system roots)")
 	fs.StringVar(&o.merchant, "merchant", "merchant", "the merchant's partner `id` in the certstore")
 	fs.StringVar(&o.items, "items", "", "the basket: `SKU=QTY,...`")
+	fs.BoolVar(&o.list, "list", false, "print your organisation's catalogue (prices, what you may buy) and stop")
 	fs.StringVar(&o.cardEnv, "card-env", "E2S_CARD", "environment `variable` holding the card: \"PAN MM/YY\"")
 	fs.Int64Var(&o.maxCents, "max", 0, "refuse an offer above this many `cents` gross (0: no bound)")
 	fs.StringVar(&o.order, "order", "", "continue with this accepted `order`: fetch and open the delivery, acknowledge it")
@@ -67,13 +68,16 @@ func cmdBuy(fs *flag.FlagSet) func(*env, []string) error {
 			return fmt.Errorf("-url is required: %w", client.ErrUsage)
 		}
 		n := 0
+		if o.list {
+			n++
+		}
 		for _, v := range []string{o.items, o.order, o.resume} {
 			if v != "" {
 				n++
 			}
 		}
 		if n != 1 {
-			return fmt.Errorf("give one of -items (a new purchase), -resume (its acceptance again) or -order (its delivery): %w", client.ErrUsage)
+			return fmt.Errorf("give one of -list, -items (a new purchase), -resume (its acceptance again) or -order (its delivery): %w", client.ErrUsage)
 		}
 		c, err := e.client()
 		if err != nil {
@@ -81,6 +85,10 @@ func cmdBuy(fs *flag.FlagSet) func(*env, []string) error {
 		}
 		b, err := newBuyer(e, c, o)
 		if err != nil {
+			return err
+		}
+		if o.list {
+			_, err := b.catalogue(true)
 			return err
 		}
 		if o.order != "" {
@@ -105,6 +113,7 @@ func cmdBuy(fs *flag.FlagSet) func(*env, []string) error {
 
 type buyOptions struct {
 	url, caCert, merchant, items, cardEnv, order, resume, out string
+	list                                                      bool
 	maxCents                                                  int64
 	retries                                                   int
 	wait                                                      time.Duration
@@ -345,6 +354,59 @@ func money(cents int64, cur string) string {
 	return fmt.Sprintf("%s%d.%02d %s", sign, cents/100, cents%100, cur)
 }
 
+// privateCatalogue is the organisation's catalogue as GET private gives it.
+type privateCatalogue struct {
+	Org   struct{ ID, Name string } `json:"org"`
+	Buyer struct {
+		Name       string   `json:"name"`
+		Role       string   `json:"role"`
+		LimitCents int64    `json:"limit_cents"`
+		Categories []string `json:"categories"`
+	} `json:"buyer"`
+	Currency string `json:"currency"`
+	Terms    string `json:"terms"`
+	Products []struct {
+		SKU        string `json:"sku"`
+		Name       string `json:"name"`
+		Category   string `json:"category"`
+		PriceCents int64  `json:"price_cents"`
+		ListCents  int64  `json:"list_cents"`
+		VATPercent int    `json:"vat_percent"`
+		Allowed    *bool  `json:"allowed"`
+	} `json:"products"`
+}
+
+// catalogue reads the private catalogue and says who we are; all prints
+// every product too.
+func (b *buySession) catalogue(all bool) (*privateCatalogue, error) {
+	_, data, err := b.do("GET", "private", "", nil)
+	if err != nil {
+		return nil, err
+	}
+	var cat privateCatalogue
+	if err := json.Unmarshal(data, &cat); err != nil {
+		return nil, fmt.Errorf("private catalogue: %w: %v", errBadDocument, err)
+	}
+	b.e.printf("buyer %s of %s (limit %s, categories %s)\n", cat.Buyer.Name, cat.Org.Name, money(cat.Buyer.LimitCents, cat.Currency), strings.Join(cat.Buyer.Categories, ", "))
+	if !all {
+		return &cat, nil
+	}
+	for _, p := range cat.Products {
+		note := ""
+		if p.ListCents != 0 && p.ListCents != p.PriceCents {
+			note = " (list " + money(p.ListCents, cat.Currency) + ")"
+		}
+		if p.Allowed != nil && !*p.Allowed {
+			note += " — not among your categories"
+		}
+		b.e.printf("  %-10s %-36s %-10s %14s net, VAT %d%%%s\n", p.SKU, p.Name, p.Category, money(p.PriceCents, cat.Currency), p.VATPercent, note)
+	}
+	if cat.Terms != "" {
+		b.e.printf("  terms: %s\n", cat.Terms)
+	}
+	return &cat, nil
+}
+
 // purchase runs browse → offer → acceptance → contract and returns the
 // order id (also when the acceptance failed: it is saved for -resume).
 func (b *buySession) purchase() (string, error) {
@@ -357,29 +419,10 @@ func (b *buySession) purchase() (string, error) {
 		return "", err
 	}
 	// Browse: the private catalogue names us, our organisation and what we may buy.
-	_, data, err := b.do("GET", "private", "", nil)
+	cat, err := b.catalogue(false)
 	if err != nil {
 		return "", err
 	}
-	var cat struct {
-		Org   struct{ ID, Name string } `json:"org"`
-		Buyer struct {
-			Name       string   `json:"name"`
-			LimitCents int64    `json:"limit_cents"`
-			Categories []string `json:"categories"`
-		} `json:"buyer"`
-		Currency string `json:"currency"`
-		Products []struct {
-			SKU        string `json:"sku"`
-			Name       string `json:"name"`
-			PriceCents int64  `json:"price_cents"`
-			Allowed    *bool  `json:"allowed"`
-		} `json:"products"`
-	}
-	if err := json.Unmarshal(data, &cat); err != nil {
-		return "", fmt.Errorf("private catalogue: %w: %v", errBadDocument, err)
-	}
-	b.e.printf("buyer %s of %s (limit %s, categories %s)\n", cat.Buyer.Name, cat.Org.Name, money(cat.Buyer.LimitCents, cat.Currency), strings.Join(cat.Buyer.Categories, ", "))
 	for _, it := range items {
 		found := false
 		for _, p := range cat.Products {

@@ -81,7 +81,7 @@ var commands = []command{
 	{"certstore list", "", "list partner certificates", 0, cmdCertstoreList},
 	{"certstore add", "PARTNER CERT.pem", "store a partner's certificate obtained out of band", 2, cmdCertstoreAdd},
 	{"certstore revoke", "[-reason TEXT] PARTNER", "mark a partner's certificate revoked", 1, cmdCertstoreRevoke},
-	{"buy", "-url URL (-items SKU=QTY,... | -resume ACCEPTANCE | -order ID) [-cacert PEM] [-merchant PARTNER] [-card-env VAR] [-max CENTS] [-wait D] [-out DIR]", "buy from the appliance: signed offer, acceptance, contract; then delivery and acknowledgement (see buy.go)", 0, cmdBuy},
+	{"buy", "-url URL (-list | -items SKU=QTY,... | -resume ACCEPTANCE | -order ID) [-cacert PEM] [-merchant PARTNER] [-card-env VAR] [-max CENTS] [-wait D] [-out DIR]", "buy from the appliance: signed offer, acceptance, contract; then delivery and acknowledgement (see buy.go)", 0, cmdBuy},
 }
 
 func usage(w io.Writer) {
