@@ -87,6 +87,7 @@ func cmdBuy(fs *flag.FlagSet) func(*env, []string) error {
 		if err != nil {
 			return err
 		}
+		defer b.ks.Close() // logs out of a token
 		if o.list {
 			_, err := b.catalogue(true)
 			return err
@@ -125,21 +126,27 @@ type buySession struct {
 	o        buyOptions
 	base     string
 	http     *http.Client
+	ks       keystore.Keystore
 	cred     *keystore.Credential
 	fp       string
 	merchant *x509.Certificate
 	revoked  func(*x509.Certificate, []*x509.Certificate) error
 }
 
-func newBuyer(e *env, c *client.Client, o buyOptions) (*buySession, error) {
+func newBuyer(e *env, c *client.Client, o buyOptions) (_ *buySession, err error) {
 	u, err := url.Parse(o.url)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("-url %q: an https URL of the appliance: %w", o.url, client.ErrUsage)
 	}
-	cred, err := buyerCredential(c)
+	ks, cred, err := buyerCredential(c)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			ks.Close()
+		}
+	}()
 	store, err := certstore.Open(c.Config().Certstore.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("open certstore: %w", err)
@@ -167,43 +174,44 @@ func newBuyer(e *env, c *client.Client, o buyOptions) (*buySession, error) {
 	}
 	sum := sha256.Sum256(cred.Certificate().Raw)
 	return &buySession{
-		e: e, o: o, base: strings.TrimSuffix(o.url, "/") + "/cgi-bin/purchasing/",
+		e: e, o: o, base: strings.TrimSuffix(o.url, "/") + "/cgi-bin/purchasing/", ks: ks,
 		http: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}},
 		cred: cred, fp: hex.EncodeToString(sum[:]), merchant: m.Certificate, revoked: store.CheckRevocation,
 	}, nil
 }
 
 // buyerCredential opens the configured keystore and credential (as the
-// client does for its own operations).
-func buyerCredential(c *client.Client) (*keystore.Credential, error) {
+// client does for its own operations); the caller closes the keystore.
+func buyerCredential(c *client.Client) (keystore.Keystore, *keystore.Credential, error) {
 	cfg := c.Config()
 	var ks keystore.Keystore
 	if p := cfg.Keystore.PKCS11; p != nil {
 		pin, err := buySecret("token PIN", p.PINEnv, p.PINFile)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tok, err := keystore.OpenPKCS11(keystore.PKCS11Config{Module: p.Module, TokenLabel: p.Token, PIN: pin})
 		if err != nil {
-			return nil, fmt.Errorf("open keystore: %w", err)
+			return nil, nil, fmt.Errorf("open keystore: %w", err)
 		}
 		ks = tok
 	} else {
 		pw, err := buySecret("keystore "+cfg.Keystore.Dir, cfg.Keystore.PasswordEnv, cfg.Keystore.PasswordFile)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		f, err := keystore.OpenFile(cfg.Keystore.Dir, pw)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ks = f
 	}
 	cred, err := ks.Credential(cfg.Credential)
 	if err != nil {
-		return nil, fmt.Errorf("credential %q: %w", cfg.Credential, err)
+		ks.Close()
+		return nil, nil, fmt.Errorf("credential %q: %w", cfg.Credential, err)
 	}
-	return cred, nil
+	return ks, cred, nil
 }
 
 func buySecret(what, env, path string) (string, error) {
