@@ -6,7 +6,7 @@ package site
 // static/shop.js is generated from web/ (PKI.js + asn1js, bundled by
 // esbuild; exact versions in web/package-lock.json) and committed, so that
 // building needs no npm. "make generate" rebuilds it where npm is installed.
-//go:generate sh -c "if command -v npm >/dev/null; then cd web && npm ci --no-audit --no-fund && npm run build; else echo 'npm not installed: keeping the committed static/shop.js'; fi"
+//go:generate sh -c "if [ -z \"$E2S_NO_NPM\" ] && command -v npm >/dev/null; then cd web && npm ci --no-audit --no-fund && npm run build; else echo 'npm not used (E2S_NO_NPM set or npm missing): keeping the committed static/shop.js'; fi"
 
 import "embed"
 
