@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/e2sgate/e2sgate/internal/cms"
+
+	"github.com/e2sgate/e2sgate/internal/durable"
 )
 
 const (
@@ -83,7 +85,7 @@ func (s *Store) Put(id string, cert *x509.Certificate) error {
 		return nil
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
-	if err := writeFileAtomic(s.path(id, certExt), data, 0o644); err != nil {
+	if err := durable.WriteFile(s.path(id, certExt), data, 0o644); err != nil {
 		return fmt.Errorf("put %s: %w", id, err)
 	}
 	if err := os.Remove(s.path(id, revokedExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -180,7 +182,7 @@ func (s *Store) Revoke(id, reason string, at time.Time) error {
 	if err != nil {
 		return fmt.Errorf("revoke %s: %w", id, err)
 	}
-	if err := writeFileAtomic(s.path(id, revokedExt), data, 0o644); err != nil {
+	if err := durable.WriteFile(s.path(id, revokedExt), data, 0o644); err != nil {
 		return fmt.Errorf("revoke %s: %w", id, err)
 	}
 	return nil
@@ -307,38 +309,4 @@ func validID(id string) error {
 		}
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -1,5 +1,6 @@
 // Package durable writes files that survive a crash once the call returns:
-// temp file, fsync, rename, fsync of the directory.
+// a uniquely named temp file beside the target, fsync, rename, fsync of the
+// directory. Concurrent writers of one path each replace it whole.
 package durable
 
 import (
@@ -8,34 +9,42 @@ import (
 	"path/filepath"
 )
 
-// WriteFile writes data to path atomically and durably.
+// WriteFile writes data to path atomically and durably, with mode.
 func WriteFile(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
+	if err := write(path, data, mode); err != nil {
 		return fmt.Errorf("durable write %s: %w", path, err)
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
+	return nil
+}
+
+func write(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
 	}
-	if cerr := f.Close(); err == nil {
+	name := tmp.Name()
+	defer os.Remove(name) // a no-op after the rename
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(mode)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = os.Rename(name, path)
 	}
 	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("durable write %s: %w", path, err)
+		return err
 	}
-	d, err := os.Open(filepath.Dir(path))
+	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("durable write %s: %w", path, err)
+		return err
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("durable write %s: sync dir: %w", path, err)
-	}
-	return nil
+	return d.Sync()
 }

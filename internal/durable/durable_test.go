@@ -23,7 +23,7 @@ func TestWriteFile(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v", st.Mode())
 	}
-	if _, err := os.Stat(p + ".tmp"); !os.IsNotExist(err) {
+	if m, _ := filepath.Glob(filepath.Join(dir, ".tmp-*")); len(m) > 0 {
 		t.Fatal("temp file left behind")
 	}
 	if err := WriteFile(filepath.Join(dir, "missing", "b"), nil, 0o600); err == nil {

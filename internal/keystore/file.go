@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/e2sgate/e2sgate/internal/durable"
 )
 
 // PKCS12Iterations is the PBKDF2 and MAC iteration count of written files.
@@ -197,7 +199,7 @@ func (f *File) write(label string, key crypto.PrivateKey, chain []*x509.Certific
 	if err != nil {
 		return fmt.Errorf("encode pkcs12: %w", err)
 	}
-	return writeFileAtomic(f.path(label), data)
+	return durable.WriteFile(f.path(label), data, 0o600)
 }
 
 func decodeP12(data []byte, password string) (crypto.PrivateKey, []*x509.Certificate, error) {
@@ -216,34 +218,4 @@ func decodeP12(data []byte, password string) (crypto.PrivateKey, []*x509.Certifi
 		return nil, nil, fmt.Errorf("pkcs12 leaf certificate: %w", ErrKeyMismatch)
 	}
 	return key, chain, nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
