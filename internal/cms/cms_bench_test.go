@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
-	"path/filepath"
 	"testing"
 )
 
@@ -139,53 +138,5 @@ func BenchmarkOpen(b *testing.B) {
 				}
 			}
 		})
-	}
-}
-
-// BenchmarkOpenSSL runs the same operations with the openssl command (one
-// process per operation, as a peer would), so that "go test -bench ." prints
-// both and the throughput ratio can be read off directly.
-func BenchmarkOpenSSL(b *testing.B) {
-	p := getPKI(b)
-	id := p.ids["p256"]
-	rid := p.ids["rsa"]
-	for _, n := range benchSizes {
-		data := benchData(n)
-		in := writeFile(b, "in", data)
-		sig, err := Sign(data, id.key, id.chain[:2], SignOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		sigFile := writeFile(b, "sig.der", sig)
-		enc, err := Encrypt(data, []*x509.Certificate{rid.cert()}, EncryptOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		encFile := writeFile(b, "enc.der", enc)
-		out := filepath.Join(b.TempDir(), "out")
-		ops := []struct {
-			name string
-			args []string
-		}{
-			{"sign/p256", []string{"cms", "-sign", "-binary", "-nodetach", "-in", in, "-signer", id.certFile,
-				"-inkey", id.keyFile, "-certfile", p.inter.certFile, "-outform", "DER", "-out", out}},
-			{"verify/p256", []string{"cms", "-verify", "-binary", "-inform", "DER", "-in", sigFile,
-				"-CAfile", p.caFile, "-out", out}},
-			{"encrypt/AES-256-GCM/rsa", []string{"cms", "-encrypt", "-binary", "-aes-256-gcm", "-in", in,
-				"-recip", rid.certFile, "-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256",
-				"-outform", "DER", "-out", out}},
-			{"decrypt/AES-256-GCM/rsa", []string{"cms", "-decrypt", "-binary", "-inform", "DER", "-in", encFile,
-				"-recip", rid.certFile, "-inkey", rid.keyFile, "-out", out}},
-		}
-		for _, op := range ops {
-			b.Run(op.name+"/"+sizeName(n), func(b *testing.B) {
-				b.SetBytes(int64(n))
-				for b.Loop() {
-					if _, err := openssl(b, op.args...); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-		}
 	}
 }
