@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -21,7 +22,7 @@ import (
 // with the same purchasing handler served by one plain Go HTTPS process.
 // It reports requests/s and p50/p99 for both and their ratio.
 func BenchmarkFullPath(b *testing.B) {
-	a := startAppliance(b, "")
+	a := startAppliance(b, os.Getenv("E2S_BENCH_CONFIG"))
 
 	h, err := purchasing.New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, b.TempDir())
 	if err != nil {

@@ -107,6 +107,7 @@ type Log struct {
 	f, hf, cf *os.File
 	w, hw     *bufio.Writer
 	n         uint64 // records written (perhaps not yet durable)
+	repairs   uint64 // bumped by repairLocked: a flush from before it is void
 	logSize   int64
 	hashSize  int64
 	cpSize    int64
@@ -305,8 +306,32 @@ func (l *Log) repairLocked() error {
 	l.n, l.logSize, l.hashSize, l.cpSize, l.rng = g.n, g.logSize, g.hashSize, g.cpSize, cloneRange(g.rng)
 	l.lines = nil
 	l.err = nil
+	l.repairs++
 	l.o.Log.Info("audit log writable again", "log", l.path, "records", g.n)
 	return nil
+}
+
+// flushLocked writes the buffers out and returns the state that is durable
+// once syncFiles succeeds.
+func (l *Log) flushLocked() (durable, error) {
+	if l.err != nil {
+		return durable{}, l.err
+	}
+	for _, step := range []func() error{l.w.Flush, l.hw.Flush} {
+		if err := step(); err != nil {
+			l.failLocked(err)
+			return durable{}, l.err
+		}
+	}
+	return durable{logSize: l.logSize, hashSize: l.hashSize, cpSize: l.cpSize, n: l.n, rng: cloneRange(l.rng)}, nil
+}
+
+// syncFiles makes what flushLocked wrote durable; it needs no lock.
+func (l *Log) syncFiles() error {
+	if err := l.f.Sync(); err != nil {
+		return err
+	}
+	return l.hf.Sync()
 }
 
 // syncLocked makes everything written durable.
@@ -382,10 +407,30 @@ func (l *Log) flusher() {
 		case <-l.done:
 			return
 		}
+		// Flush under the lock, fsync outside it: appends go on into the
+		// buffers meanwhile and are committed by the next round, so one
+		// fsync serves every record that arrived while the last one ran.
 		l.mu.Lock()
 		waiters, lines := l.waiters, l.lines
 		l.waiters, l.lines = nil, nil
-		err := l.syncLocked()
+		snap, err := l.flushLocked()
+		repairs := l.repairs
+		l.mu.Unlock()
+		if err == nil {
+			err = l.syncFiles()
+		}
+		l.mu.Lock()
+		switch {
+		case err != nil:
+			l.failLocked(err)
+			err = l.err
+		case l.err != nil: // an append failed meanwhile: repair drops this batch too
+			err = l.err
+		case l.repairs != repairs: // failed and repaired meanwhile: this batch is gone
+			err = fmt.Errorf("%w: %s: the batch was dropped by a repair", ErrUnwritable, l.path)
+		default:
+			l.good = snap
+		}
 		if err == nil && l.good.n > l.cpAt && (periodic || l.good.n-l.cpAt >= uint64(l.o.Every)) {
 			if cerr := l.checkpointLocked(); cerr != nil {
 				l.o.Log.Error("audit checkpoint failed", "log", l.path, "error", cerr)
