@@ -380,3 +380,43 @@ func TestAttackerInCgroup(t *testing.T) {
 	}
 	fmt.Println("connect refused: operation not permitted")
 }
+
+// A gate agent that cannot start (here: the audit log was tampered with)
+// is retried, then the whole appliance stops with the reason: it never
+// serves calls it cannot audit.
+func TestTamperedAuditLogStopsTheAppliance(t *testing.T) {
+	dir, err := os.MkdirTemp("", "e2sgate-tamper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	if err := os.MkdirAll(filepath.Join(dir, "data", "audit"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "data", "audit", "audit.log"), []byte("{\"forged\":true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf("version: 1\ninstance: e2etamper\nlisten: 127.0.0.1:0\nrun_dir: %s/run\ndata_dir: %s/data\nbin_dir: %s\nruntime: exec\nconfinement: lowered\nrestart:\n  initial_backoff: 50ms\n  max_backoff: 100ms\n  max_crashes: 3\n  window: 1m\n",
+		dir, dir, binDir)
+	p := filepath.Join(dir, "e2sgate.yaml")
+	os.WriteFile(p, []byte(cfg), 0o644)
+	cmd := exec.Command(filepath.Join(binDir, "e2sgated"), "-config", p)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(90 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("e2sgated kept running with an unusable audit log:\n%s", out.String())
+	}
+	if err == nil || !bytes.Contains(out.Bytes(), []byte("gate agent cannot stay up")) || !bytes.Contains(out.Bytes(), []byte("audit log tampered")) {
+		t.Fatalf("exit %v, want failure naming the gate agent and the tampered log:\n%s", err, out.String())
+	}
+}

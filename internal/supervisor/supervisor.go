@@ -39,8 +39,12 @@ import (
 	"github.com/e2sgate/e2sgate/outside/site"
 )
 
-// ErrHandshake: a compartment did not announce its plugin socket.
-var ErrHandshake = errors.New("compartment handshake failed")
+var (
+	// ErrHandshake: a compartment did not announce its plugin socket.
+	ErrHandshake = errors.New("compartment handshake failed")
+	// ErrGateFailed: the gate agent keeps dying; the appliance stops.
+	ErrGateFailed = errors.New("gate agent cannot stay up")
+)
 
 // State of a compartment as the supervisor reports it.
 type State string
@@ -129,6 +133,11 @@ func New(cfg *config.Config, log *slog.Logger, rt sandbox.Runtime) (*Supervisor,
 // and every compartment, and supervises them until ctx ends; then it stops
 // them all.
 func (s *Supervisor) Run(ctx context.Context) error {
+	// A gate agent that cannot stay up stops the appliance (everything
+	// below derives from this context): without it no call is decided or
+	// audited.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	if err := s.prepare(); err != nil {
 		return err
 	}
@@ -163,7 +172,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); s.superviseGate(ctx) }()
+	go func() { defer wg.Done(); s.superviseGate(ctx, stop) }()
 	for _, n := range config.Names {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.supervise(ctx, n) }()
@@ -178,6 +187,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	wg.Wait()
 	s.writeStatus()
 	s.log.Info("stopped")
+	if err := context.Cause(ctx); errors.Is(err, ErrGateFailed) {
+		return err
+	}
 	return nil
 }
 
@@ -246,16 +258,27 @@ func writeTree(dir string, fsys fs.FS, root string) error {
 
 // superviseGate runs the gate agent, restarting it if it dies; a new gate
 // agent is told every running compartment.
-func (s *Supervisor) superviseGate(ctx context.Context) {
+func (s *Supervisor) superviseGate(ctx context.Context, fail context.CancelCauseFunc) {
 	backoff := s.cfg.Restart.InitialBackoff
+	var crashes []time.Time
 	for ctx.Err() == nil {
 		started := time.Now()
 		err := s.runGate(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if time.Since(started) > s.cfg.Restart.Window {
+		now := time.Now()
+		if now.Sub(started) > s.cfg.Restart.Window {
 			backoff = s.cfg.Restart.InitialBackoff
+		}
+		crashes = append(crashes, now)
+		for len(crashes) > 0 && now.Sub(crashes[0]) > s.cfg.Restart.Window {
+			crashes = crashes[1:]
+		}
+		if len(crashes) >= s.cfg.Restart.MaxCrashes {
+			fail(fmt.Errorf("%w: it died %d times within %s, last: %v; its log above says why",
+				ErrGateFailed, len(crashes), s.cfg.Restart.Window, err))
+			return
 		}
 		s.log.Error("gate agent died; restarting", "error", err, "backoff", backoff)
 		if !sleep(ctx, backoff) {
