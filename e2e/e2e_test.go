@@ -328,6 +328,10 @@ func testAppliance(t *testing.T, runtime, config string) {
 		if syscall.Kill(st.GatePid, 0) == nil {
 			t.Errorf("gate agent (pid %d) still running", st.GatePid)
 		}
+		// The gate agent confined itself with Landlock once it was set up.
+		if !strings.Contains(a.logs.String(), `"msg":"gate agent confined"`) {
+			t.Error("the gate agent did not report its Landlock confinement")
+		}
 		// Nothing of this instance is left on the host (containerd's own
 		// containers, tasks and shims are checked when its daemon stops).
 		left, _ := filepath.Glob("/sys/fs/cgroup/*/" + a.instance)

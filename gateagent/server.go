@@ -38,6 +38,7 @@ type CompartmentConfig struct {
 	UID        int    `json:"uid"`
 	GID        int    `json:"gid"`
 	GateSocket string `json:"gate_socket"` // the listener that names this caller
+	PluginDir  string `json:"plugin_dir"`  // where the compartment's plugin socket appears
 }
 
 // Control is one message from the supervisor on the gate agent's stdin.
@@ -118,6 +119,9 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader) e
 		callpb.RegisterGateServer(s, &gateServer{agent: agent, caller: c.Name})
 		servers = append(servers, s)
 		go s.Serve(l)
+	}
+	if err := confineSelf(log, cfg); err != nil {
+		return err
 	}
 	log.Info("gate agent ready", "compartments", len(cfg.Compartments), "scripts", len(set.Registry.Scripts))
 

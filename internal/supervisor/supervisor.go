@@ -295,6 +295,7 @@ func (s *Supervisor) runGate(ctx context.Context) error {
 		gc.Compartments = append(gc.Compartments, gateagent.CompartmentConfig{
 			Name: n, Label: c.Label, UID: s.ids[n][0], GID: s.ids[n][1],
 			GateSocket: filepath.Join(s.gateDir(n), "gate.sock"),
+			PluginDir:  s.pluginDir(n),
 		})
 	}
 	first, err := json.Marshal(gc)
