@@ -259,32 +259,23 @@ func writeTree(dir string, fsys fs.FS, root string) error {
 // superviseGate runs the gate agent, restarting it if it dies; a new gate
 // agent is told every running compartment.
 func (s *Supervisor) superviseGate(ctx context.Context, fail context.CancelCauseFunc) {
-	backoff := s.cfg.Restart.InitialBackoff
-	var crashes []time.Time
+	c := crashes{r: s.cfg.Restart}
 	for ctx.Err() == nil {
 		started := time.Now()
 		err := s.runGate(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		now := time.Now()
-		if now.Sub(started) > s.cfg.Restart.Window {
-			backoff = s.cfg.Restart.InitialBackoff
-		}
-		crashes = append(crashes, now)
-		for len(crashes) > 0 && now.Sub(crashes[0]) > s.cfg.Restart.Window {
-			crashes = crashes[1:]
-		}
-		if len(crashes) >= s.cfg.Restart.MaxCrashes {
+		backoff, n, giveUp := c.record(started, time.Now())
+		if giveUp {
 			fail(fmt.Errorf("%w: it died %d times within %s, last: %v; its log above says why",
-				ErrGateFailed, len(crashes), s.cfg.Restart.Window, err))
+				ErrGateFailed, n, s.cfg.Restart.Window, err))
 			return
 		}
 		s.log.Error("gate agent died; restarting", "error", err, "backoff", backoff)
 		if !sleep(ctx, backoff) {
 			return
 		}
-		backoff = min(2*backoff, s.cfg.Restart.MaxBackoff)
 	}
 }
 
@@ -402,8 +393,7 @@ func (s *Supervisor) sendLocked(m gateagent.Control) {
 // supervise keeps one compartment running: start, wait, back off, restart;
 // after MaxCrashes crashes within Window it is marked failed.
 func (s *Supervisor) supervise(ctx context.Context, name string) {
-	backoff := s.cfg.Restart.InitialBackoff
-	var crashes []time.Time
+	c := crashes{r: s.cfg.Restart}
 	for {
 		if !s.waitUnheld(ctx, name) {
 			return
@@ -418,17 +408,10 @@ func (s *Supervisor) supervise(ctx context.Context, name string) {
 		if s.isHeld(name) { // stopped by an operator: no crash
 			continue
 		}
-		now := time.Now()
-		if now.Sub(started) > s.cfg.Restart.Window {
-			backoff = s.cfg.Restart.InitialBackoff
-		}
-		crashes = append(crashes, now)
-		for len(crashes) > 0 && now.Sub(crashes[0]) > s.cfg.Restart.Window {
-			crashes = crashes[1:]
-		}
-		if len(crashes) >= s.cfg.Restart.MaxCrashes {
+		backoff, n, giveUp := c.record(started, time.Now())
+		if giveUp {
 			s.log.Error("compartment keeps crashing; marked failed and not restarted",
-				"compartment", name, "crashes", len(crashes), "window", s.cfg.Restart.Window, "error", err)
+				"compartment", name, "crashes", n, "window", s.cfg.Restart.Window, "error", err)
 			s.setState(name, Failed, 0)
 			return
 		}
@@ -441,7 +424,6 @@ func (s *Supervisor) supervise(ctx context.Context, name string) {
 			s.setState(name, Stopped, 0)
 			return
 		}
-		backoff = min(2*backoff, s.cfg.Restart.MaxBackoff)
 	}
 }
 
@@ -616,6 +598,30 @@ func (s *Supervisor) writeStatus() {
 	if err := os.WriteFile(tmp, b, 0o644); err == nil {
 		os.Rename(tmp, p)
 	}
+}
+
+// crashes is the restart policy of one process: exponential back-off,
+// reset after a run longer than the window, and giving up after MaxCrashes
+// crashes within the window.
+type crashes struct {
+	r       config.Restart
+	at      []time.Time
+	backoff time.Duration
+}
+
+// record notes a crash of a run from started to now and returns how long
+// to wait, the crashes within the window and whether to give up.
+func (c *crashes) record(started, now time.Time) (wait time.Duration, n int, giveUp bool) {
+	if c.backoff == 0 || now.Sub(started) > c.r.Window {
+		c.backoff = c.r.InitialBackoff
+	} else {
+		c.backoff = min(2*c.backoff, c.r.MaxBackoff)
+	}
+	c.at = append(c.at, now)
+	for len(c.at) > 0 && now.Sub(c.at[0]) > c.r.Window {
+		c.at = c.at[1:]
+	}
+	return c.backoff, len(c.at), len(c.at) >= c.r.MaxCrashes
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
