@@ -115,7 +115,9 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader) e
 		if err != nil {
 			return err
 		}
-		s := grpc.NewServer(grpc.MaxRecvMsgSize(maxMaxBody + 1<<20))
+		// Stream workers reuse goroutines whose stacks have already grown to
+		// what an OPA evaluation needs, instead of growing a new one per call.
+		s := grpc.NewServer(grpc.MaxRecvMsgSize(maxMaxBody+1<<20), grpc.NumStreamWorkers(4))
 		callpb.RegisterGateServer(s, &gateServer{agent: agent, caller: c.Name})
 		servers = append(servers, s)
 		go s.Serve(l)
