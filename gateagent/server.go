@@ -145,10 +145,21 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader) e
 	atts := make(chan Attachment)
 	go func() {
 		defer close(atts)
-		sc := bufio.NewScanner(control)
-		for sc.Scan() {
+		// Only EOF ends the control channel: a line too long or not JSON is
+		// logged and skipped, so nothing a compartment gets relayed here
+		// can stop the gate agent.
+		r := bufio.NewReaderSize(control, 64<<10)
+		for {
+			line, err := readLine(r, maxControlLine)
+			if errors.Is(err, errLineTooLong) {
+				log.Error("control message too long; skipped", "limit", maxControlLine)
+				continue
+			}
+			if err != nil {
+				return
+			}
 			var m Control
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			if err := json.Unmarshal(line, &m); err != nil {
 				log.Error("bad control message", "error", err)
 				continue
 			}
@@ -187,6 +198,37 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader) e
 			clients[a.Name] = pc
 			agent.Attach(a.Name, comp)
 			log.Info("compartment attached", "compartment", a.Name, "pid", a.Pid)
+		}
+	}
+}
+
+// maxControlLine bounds one control message from the supervisor.
+const maxControlLine = 1 << 20
+
+var errLineTooLong = errors.New("line too long")
+
+// readLine reads one '\n'-terminated line of at most max bytes; a longer
+// line is consumed whole and reported as errLineTooLong.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	tooLong := false
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if !tooLong {
+			line = append(line, chunk...)
+			if len(line) > max {
+				tooLong, line = true, nil
+			}
+		}
+		switch {
+		case err == nil && tooLong:
+			return nil, errLineTooLong
+		case err == nil:
+			return line[:len(line)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		default:
+			return nil, err
 		}
 	}
 }

@@ -140,6 +140,14 @@ func (s *Supervisor) commerceSpec(spec *sandbox.Spec) error {
 // log stream, except event lines ({"e2s_event": {...}}), which go to the
 // audit log through the gate agent, stamped with the compartment's name
 // (never the compartment's claim) and kind "<name>/<kind>".
+// clip shortens s to at most n bytes, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
 func (s *Supervisor) relayOutput(name string, r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
@@ -150,6 +158,9 @@ func (s *Supervisor) relayOutput(name string, r io.Reader) {
 		}
 		if len(line) > 0 && line[0] == '{' && json.Unmarshal(line, &m) == nil && m.Event != nil {
 			e := *m.Event
+			// A compartment's words are bounded before they reach the
+			// audit log: a compromised one cannot flood it with one event.
+			e.Kind, e.Reason, e.Detail = clip(e.Kind, 64), clip(e.Reason, 64), clip(e.Detail, 1024)
 			e.Compartment, e.Kind = name, name+"/"+e.Kind
 			if e.Decision != "allow" {
 				e.Decision = "deny"
