@@ -171,6 +171,10 @@ func TestBadPolicyRefused(t *testing.T) {
 		{"failing test", map[string]string{"gate.rego": strings.Replace(string(gate), `"pol.allowed"`, `"pol.ok"`, 1), "gate_test.rego": string(tests)}, "policy tests fail"},
 		{"no tests", map[string]string{"gate.rego": string(gate)}, "no tests"},
 		{"no rego", map[string]string{"README": "x"}, "no .rego"},
+		// Policies are compiled and tested by the root supervisor on one
+		// secadmin's say: no builtin that reaches the network or host.
+		{"http.send", map[string]string{"gate.rego": string(gate) + "\nleak := http.send({\"method\": \"GET\", \"url\": \"http://127.0.0.1:1/\"})\n", "gate_test.rego": string(tests)}, "http.send"},
+		{"opa.runtime", map[string]string{"gate.rego": string(gate) + "\nenv := opa.runtime().env\n", "gate_test.rego": string(tests)}, "opa.runtime"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -52,9 +52,7 @@ func lintPolicy(fsys fs.FS) error {
 		}
 		mods[n] = m
 	}
-	c := ast.NewCompiler().WithStrict(true).WithBuiltins(map[string]*ast.Builtin{
-		dominatesDecl.Name: {Name: dominatesDecl.Name, Decl: dominatesDecl.Decl},
-	})
+	c := ast.NewCompiler().WithStrict(true).WithCapabilities(policyCapabilities())
 	if c.Compile(mods); c.Failed() {
 		return fmt.Errorf("%w: lint: %v", ErrBadPolicy, c.Errors)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -60,6 +61,25 @@ func dominates(_ rego.BuiltinContext, a, b *ast.Term) (*ast.Term, error) {
 
 var dominatesBuiltin = rego.Function2(dominatesDecl, dominates)
 
+// deniedBuiltins are OPA builtins a gate policy may not use: they reach the
+// network or the host, and policies are compiled and tested by the root
+// supervisor on a single secadmin's say (policy check, shadow).
+var deniedBuiltins = []string{"http.send", "net.lookup_ip_addr", "opa.runtime", "providers.aws.sign_req"}
+
+// policyCapabilities is OPA's builtin set for this version without the
+// denied builtins, plus e2s.dominates.
+func policyCapabilities() *ast.Capabilities {
+	c := ast.CapabilitiesForThisVersion()
+	kept := make([]*ast.Builtin, 0, len(c.Builtins)+1)
+	for _, b := range c.Builtins {
+		if !slices.Contains(deniedBuiltins, b.Name) {
+			kept = append(kept, b)
+		}
+	}
+	c.Builtins = append(kept, &ast.Builtin{Name: dominatesDecl.Name, Decl: dominatesDecl.Decl})
+	return c
+}
+
 // LoadPolicy compiles every .rego file at the top of fsys, runs the
 // policy's own tests (*_test.rego) and prepares the decision query. A
 // policy that does not compile or whose tests fail is refused.
@@ -85,7 +105,7 @@ func LoadPolicy(ctx context.Context, fsys fs.FS) (*Policy, error) {
 	if err := RunPolicyTests(ctx, modules); err != nil {
 		return nil, err
 	}
-	opts := []func(*rego.Rego){rego.Query(decisionQuery), dominatesBuiltin}
+	opts := []func(*rego.Rego){rego.Query(decisionQuery), dominatesBuiltin, rego.Capabilities(policyCapabilities())}
 	for name, src := range modules {
 		if !strings.HasSuffix(name, "_test.rego") {
 			opts = append(opts, rego.Module(name, src))
@@ -138,6 +158,7 @@ func policyTests(ctx context.Context, modules map[string]string) ([]TestResult, 
 	}
 	store := inmem.New()
 	ch, err := tester.NewRunner().
+		SetCompiler(ast.NewCompiler().WithCapabilities(policyCapabilities())).
 		SetStore(store).
 		AddCustomBuiltins([]*tester.Builtin{{Decl: &ast.Builtin{Name: dominatesDecl.Name, Decl: dominatesDecl.Decl}, Func: dominatesBuiltin}}).
 		Run(ctx, parsed)
