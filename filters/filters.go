@@ -96,13 +96,40 @@ func PANMask(r *callpb.Response) bool {
 				digits = append(digits, b)
 			}
 		}
-		if !luhn(digits) {
-			return m
+		// The match may run on into an expiry or a CVV ("4111…1111 12"):
+		// mask the longest Luhn-valid card number it starts with.
+		for n := min(len(digits), 19); n >= 13; n-- {
+			if luhn(digits[:n]) {
+				hit = true
+				return append(maskDigits(m, n), m[prefixLen(m, n):]...)
+			}
 		}
-		hit = true
-		return append(bytes.Repeat([]byte{'*'}, len(digits)-4), digits[len(digits)-4:]...)
+		return m
 	})
 	return hit
+}
+
+// prefixLen is the length of the shortest prefix of m holding n digits.
+func prefixLen(m []byte, n int) int {
+	for i, b := range m {
+		if b >= '0' && b <= '9' {
+			if n--; n == 0 {
+				return i + 1
+			}
+		}
+	}
+	return len(m)
+}
+
+// maskDigits returns the first n digits of m as stars and their last four.
+func maskDigits(m []byte, n int) []byte {
+	var d []byte
+	for _, b := range m {
+		if b >= '0' && b <= '9' && len(d) < n {
+			d = append(d, b)
+		}
+	}
+	return append(bytes.Repeat([]byte{'*'}, n-4), d[n-4:]...)
 }
 
 func luhn(d []byte) bool {

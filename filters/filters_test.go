@@ -57,6 +57,8 @@ func TestPANMask(t *testing.T) {
 		{`card 5500-0000-0000-0004`, `card ************0004`, true},
 		{`order 1234567890123 (not luhn)`, `order 1234567890123 (not luhn)`, false},
 		{`total 12.50 EUR`, `total 12.50 EUR`, false},
+		{`card 4111111111111111 12/30`, `card ************1111 12/30`, true}, // followed by its expiry
+		{`card 4111 1111 1111 1111 123`, `card ************1111 123`, true},  // followed by a CVV
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
