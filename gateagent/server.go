@@ -117,7 +117,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader) e
 		}
 		// Stream workers reuse goroutines whose stacks have already grown to
 		// what an OPA evaluation needs, instead of growing a new one per call.
-		s := grpc.NewServer(grpc.MaxRecvMsgSize(maxMaxBody+1<<20), grpc.NumStreamWorkers(4))
+		s := grpc.NewServer(grpc.MaxRecvMsgSize(protocol.MaxMessage), grpc.MaxSendMsgSize(protocol.MaxMessage), grpc.NumStreamWorkers(4))
 		callpb.RegisterGateServer(s, &gateServer{agent: agent, caller: c.Name})
 		servers = append(servers, s)
 		go s.Serve(l)
@@ -240,6 +240,8 @@ func attach(log *slog.Logger, a Attachment) (*plugin.Client, protocol.Compartmen
 		HandshakeConfig:  protocol.Handshake,
 		Plugins:          protocol.PluginMap,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(protocol.MaxMessage), grpc.MaxCallSendMsgSize(protocol.MaxMessage))},
 		Reattach: &plugin.ReattachConfig{
 			Protocol: plugin.ProtocolGRPC, ProtocolVersion: int(protocol.Handshake.ProtocolVersion),
 			Addr: &net.UnixAddr{Net: "unix", Name: a.Addr}, Pid: a.Pid,

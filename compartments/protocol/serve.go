@@ -26,6 +26,11 @@ const (
 	EnvConfig     = "E2SGATE_CONFIG"      // the compartment's own config section, JSON
 )
 
+// MaxMessage bounds one call or answer on every gRPC hop: the largest body
+// a registration may allow (16 MiB) plus room for meta-variables and
+// encoding. gRPC's own default of 4 MiB would cut calls the registry allows.
+const MaxMessage = 16<<20 + 4<<20
+
 // Env is what a compartment program learns from its environment.
 type Env struct {
 	Name       string
@@ -62,7 +67,9 @@ func Serve(impl Compartment) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         map[string]plugin.Plugin{PluginName: &CompartmentPlugin{Impl: impl}},
-		GRPCServer:      plugin.DefaultGRPCServer,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxMessage), grpc.MaxSendMsgSize(MaxMessage))...)
+		},
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Output: os.Stderr, JSONFormat: true, Level: hclog.Warn,
 		}),
@@ -79,6 +86,7 @@ type Gate struct {
 func DialGate(socket string) (*Gate, error) {
 	conn, err := grpc.NewClient("unix:"+socket,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
