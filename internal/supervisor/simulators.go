@@ -83,6 +83,15 @@ func (s *Supervisor) runSimulators(ctx context.Context) {
 		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 		cmd.WaitDelay = 5 * time.Second
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	}
+	// The back office works in a spool the inside compartment can write:
+	// it runs as inside's uid, never as root, so a symlink planted there
+	// leads nowhere inside could not write already.
+	if os.Geteuid() == 0 {
+		id := s.ids["inside"]
+		progs[1].SysProcAttr.Credential = &syscall.Credential{Uid: uint32(id[0]), Gid: uint32(id[1]), Groups: []uint32{}}
+	}
+	for _, cmd := range progs {
 		if err := cmd.Start(); err != nil {
 			s.log.Error("simulator", "program", cmd.Path, "error", err)
 			continue
