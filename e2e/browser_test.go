@@ -401,9 +401,8 @@ func TestStorefrontBrowser(t *testing.T) {
 		chromedp.Click(`#login`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#login-status.ok, #login-status.bad`, chromedp.ByQuery))
 	brContains(t, "log-in before registration", brText(t, ctx, "#login-status"), "log-in failed", "unknown_buyer")
-	reg, _ := json.Marshal(map[string]any{"certificate": newCert, "name": "Carol", "role": "buyer",
-		"limit_cents": 50_000, "categories": []string{"documents"}})
-	if resp, body := puDo(t, a, puClient(a, mia), "POST", "/cgi-bin/purchasing/buyers", "application/json", reg, nil); resp.StatusCode != 200 {
+	if resp, body := puManagerChange(t, a, mia, map[string]any{"certificate": newCert, "name": "Carol", "role": "buyer",
+		"limit_cents": 50_000, "categories": []string{"documents"}}); resp.StatusCode != 200 {
 		t.Fatalf("the manager registers Carol = %d %s", resp.StatusCode, body)
 	}
 	brAwait(t, ctx, "log in after registration", "#login-status", chromedp.Click(`#login`, chromedp.ByQuery))

@@ -216,6 +216,20 @@ func puClient(a *appliance, id *puIdentity) *http.Client {
 }
 
 // puDo is a request with client c and extra headers.
+// puManagerChange sends a manager's change to the organisation the only way
+// purchasing accepts it: signed end to end (E2s-Signature) and bound to the
+// current time. The TLS client certificate alone is refused.
+func puManagerChange(t *testing.T, a *appliance, mgr *puIdentity, m map[string]any) (*http.Response, []byte) {
+	t.Helper()
+	m["time"] = time.Now().UTC().Format(time.RFC3339)
+	body, _ := json.Marshal(m)
+	sig, err := cms.SignHeader(body, mgr.key, mgr.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return puDo(t, a, a.httpClient(), "POST", "/cgi-bin/purchasing/buyers", "application/json", body, map[string]string{"E2s-Signature": sig})
+}
+
 func puDo(t *testing.T, a *appliance, c *http.Client, method, path, ctype string, body []byte, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
 	saved := a.client
@@ -656,7 +670,10 @@ func TestPurchase(t *testing.T) {
 		if resp, b := puDo(t, a, bobC, "POST", "/cgi-bin/purchasing/buyers", "application/json", body, nil); resp.StatusCode != 403 {
 			t.Fatalf("buyer sets limits = %d %s", resp.StatusCode, b)
 		}
-		resp, b := puDo(t, a, miaC, "POST", "/cgi-bin/purchasing/buyers", "application/json", body, nil)
+		if resp, b := puDo(t, a, miaC, "POST", "/cgi-bin/purchasing/buyers", "application/json", body, nil); resp.StatusCode != 401 || puErr(b) != "signature_required" {
+			t.Fatalf("manager's change on her TLS certificate alone = %d %s", resp.StatusCode, b)
+		}
+		resp, b := puManagerChange(t, a, mia, map[string]any{"fingerprint": bob.fp(), "name": "Bob", "limit_cents": 1000, "categories": []string{"software"}})
 		if resp.StatusCode != 200 || !bytes.Contains(b, []byte(`"limits_synced":true`)) {
 			t.Fatalf("manager sets limits = %d %s", resp.StatusCode, b)
 		}
@@ -667,8 +684,7 @@ func TestPurchase(t *testing.T) {
 
 	t.Run("revoked buyer certificate refused", func(t *testing.T) {
 		// The offer is issued and signed while Bob is still registered.
-		restore, _ := json.Marshal(map[string]any{"fingerprint": bob.fp(), "name": "Bob", "limit_cents": 200_000, "categories": []string{"software", "documents"}})
-		if resp, b := puDo(t, a, miaC, "POST", "/cgi-bin/purchasing/buyers", "application/json", restore, nil); resp.StatusCode != 200 {
+		if resp, b := puManagerChange(t, a, mia, map[string]any{"fingerprint": bob.fp(), "name": "Bob", "limit_cents": 200_000, "categories": []string{"software", "documents"}}); resp.StatusCode != 200 {
 			t.Fatalf("restore limits = %d %s", resp.StatusCode, b)
 		}
 		_, acc, _ := offer(t, `{"items":[{"sku":"DOC-SPEC","qty":1}]}`)

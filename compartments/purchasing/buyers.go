@@ -449,6 +449,13 @@ func (h *Handler) buyers(ctx context.Context, c *callpb.Call) *callpb.Response {
 		}
 		return protocol.JSON(200, map[string]any{"org": mgr.Org.ID, "buyers": out})
 	}
+	// A change to the organisation must be signed end to end by the
+	// manager (E2s-Signature, or the session of a signed login): the TLS
+	// client certificate is only the web front's word, and a compromised
+	// web front could name any manager's public certificate.
+	if c.GetMeta()["HTTP_E2S_SIGNATURE"] == "" && c.GetMeta()["HTTP_E2S_SESSION"] == "" {
+		return protocol.Error(401, "signature_required", "sign the change (E2s-Signature header) or log in with your key first")
+	}
 	var req struct {
 		Member
 		Fingerprint string `json:"fingerprint"`

@@ -186,6 +186,24 @@ func (f *fixture) as(id *identity, script, method, pathInfo string, body []byte)
 	return r
 }
 
+// signedChange sends a manager's change to the organisation, signed in the
+// E2s-Signature header and bound to the current time.
+func (f *fixture) signedChange(id *identity, m map[string]any) *callpb.Response {
+	f.t.Helper()
+	m["time"] = time.Now().UTC().Format(time.RFC3339)
+	body, _ := json.Marshal(m)
+	sig, err := cms.SignHeader(body, id.key, id.cert)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	meta := map[string]string{"REQUEST_METHOD": "POST", "HTTP_E2S_SIGNATURE": sig}
+	r, err := f.h.Handle(context.Background(), &callpb.Call{Script: "buyers", Method: "POST", Body: body, Meta: meta, Caller: "outside"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return r
+}
+
 func errCode(r *callpb.Response) string {
 	var e struct {
 		Error string `json:"error"`
@@ -462,8 +480,14 @@ func TestAuthority(t *testing.T) {
 	// The limit is checked again at acceptance: a manager lowers Bob's
 	// limit after the offer.
 	_, acc, _ := f.signOffer(f.bob, softBasket)
-	req, _ := json.Marshal(map[string]any{"fingerprint": Fingerprint(f.bob.cert), "name": "Bob", "limit_cents": 100, "categories": []string{"software", "documents"}})
-	if r := f.as(&f.mia, "buyers", "POST", "", req); r.GetStatus() != 200 {
+	change := map[string]any{"fingerprint": Fingerprint(f.bob.cert), "name": "Bob", "limit_cents": 100, "categories": []string{"software", "documents"}}
+	// The TLS client certificate alone is the web front's word: not enough
+	// for a change to the organisation.
+	req, _ := json.Marshal(change)
+	if r := f.as(&f.mia, "buyers", "POST", "", req); r.GetStatus() != 401 || errCode(r) != "signature_required" {
+		t.Fatalf("unsigned change = %d %s", r.GetStatus(), r.GetBody())
+	}
+	if r := f.signedChange(&f.mia, change); r.GetStatus() != 200 {
 		t.Fatalf("lower limit = %d %s", r.GetStatus(), r.GetBody())
 	}
 	if r := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 402 || errCode(r) != "over_limit" {
@@ -475,8 +499,7 @@ func TestManagers(t *testing.T) {
 	f := newFixture(t)
 	neu := newIdentity(t, "Neu")
 	add := func(by *identity, m map[string]any) *callpb.Response {
-		b, _ := json.Marshal(m)
-		return f.as(by, "buyers", "POST", "", b)
+		return f.signedChange(by, m)
 	}
 	if r := add(&f.bob, map[string]any{"certificate": neu.pem(), "name": "Neu", "limit_cents": 5000, "categories": []string{"software"}}); r.GetStatus() != 403 || errCode(r) != "not_manager" {
 		t.Fatalf("buyer registers = %d %s", r.GetStatus(), r.GetBody())
