@@ -264,6 +264,11 @@ func TestPolicyLifecycle(t *testing.T) {
 		_, out := a.ctl(uidSue, "policy", "shadow-report")
 		return strings.Count(out, `"candidate": "deny (pol.caller_not_permitted)"`) == 3 && strings.Contains(out, `"calls": 4`)
 	})
+	// The secadmin sees which calls would be decided differently, not whose:
+	// the audit trail itself stays the auditor's.
+	if _, out := a.ctl(uidSue, "policy", "shadow-report"); strings.Contains(out, "req_id") || strings.Contains(out, `"user"`) {
+		t.Fatalf("shadow report leaks audit details:\n%s", out)
+	}
 	if code, out := a.ctl(uidSam, "policy", "shadow-stop"); code != 0 || !strings.Contains(out, `"active": "allow"`) {
 		t.Fatalf("shadow-stop: exit %d\n%s", code, out)
 	}

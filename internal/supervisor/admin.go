@@ -528,11 +528,9 @@ type ShadowReport struct {
 
 // ShadowDisagreed is one call the candidate would have decided otherwise.
 type ShadowDisagreed struct {
-	ReqID     string            `json:"req_id"`
-	Time      time.Time         `json:"time"`
+	Time      time.Time         `json:"time"` // to the minute
 	Caller    string            `json:"caller"`
 	Script    string            `json:"script"`
-	User      string            `json:"user,omitempty"`
 	Active    gateagent.Verdict `json:"active"`
 	Candidate gateagent.Verdict `json:"candidate"`
 }
@@ -591,8 +589,10 @@ func (ss *shadows) start(ctx context.Context, s *Supervisor, files map[string]st
 				sh.report.Dropped++
 				return
 			}
-			sh.report.Disagreements = append(sh.report.Disagreements, ShadowDisagreed{ReqID: rec.ReqID, Time: rec.Time,
-				Caller: rec.Caller, Script: rec.Script, User: rec.User, Active: active, Candidate: v})
+			// A secadmin reads this without audit.read: which call was
+			// decided differently, never whose (no req id, no user).
+			sh.report.Disagreements = append(sh.report.Disagreements, ShadowDisagreed{Time: rec.Time.Truncate(time.Minute),
+				Caller: rec.Caller, Script: rec.Script, Active: active, Candidate: v})
 		})
 		if err != nil {
 			sh.mu.Lock()
