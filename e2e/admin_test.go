@@ -343,9 +343,21 @@ func TestPolicyLifecycle(t *testing.T) {
 		return s.GatePid != st.GatePid && r == "pol.caller_not_permitted"
 	})
 
-	// Rollback restores the set approved before.
-	if code, out := a.ctl(uidSue, "policy", "rollback"); code != 0 || !strings.Contains(out, `"active": 0`) {
-		t.Fatalf("rollback: exit %d\n%s", code, out)
+	// Rollback restores the set approved before, once a second person
+	// approves it: it is an activation too.
+	code, out = a.ctl(uidSue, "policy", "rollback")
+	rb := regexp.MustCompile(`proposal ([0-9a-f]+):`).FindStringSubmatch(out)
+	if code != 0 || rb == nil {
+		t.Fatalf("rollback proposal: exit %d\n%s", code, out)
+	}
+	if c, _, _ := a.get("/cgi-bin/purchasing/catalogue"); c == 200 {
+		t.Fatal("rollback took effect before its approval")
+	}
+	if code, out := a.ctl(uidSue, "approve", rb[1]); code != 1 || !strings.Contains(out, "adm.same_person") {
+		t.Fatalf("proposer approved her rollback: exit %d\n%s", code, out)
+	}
+	if code, out := a.ctl(uidSam, "approve", rb[1]); code != 0 || !strings.Contains(out, `"active": 0`) {
+		t.Fatalf("rollback approved: exit %d\n%s", code, out)
 	}
 	waitFor(t, "old policy back", func() bool { c, _, _ := a.get("/cgi-bin/purchasing/catalogue"); return c == 200 })
 

@@ -58,7 +58,7 @@ role_authorizations := {
 }
 
 # Sensitive acts need a proposal by one person and approval by another.
-two_person := {"policy.propose", "role.assign", "role.revoke", "key.destroy", "key.export"}
+two_person := {"policy.propose", "policy.rollback", "role.assign", "role.revoke", "key.destroy", "key.export"}
 
 account := object.get(data.e2sgate.accounts, format_int(input.uid, 10), {"name": "", "roles": []})
 

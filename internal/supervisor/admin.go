@@ -259,9 +259,23 @@ func (s *Supervisor) registerAdmin(srv *admin.Server, sh *shadows) {
 		sh.stop()
 		return r, err
 	}})
-	srv.Register("policy.rollback", admin.Command{Run: func(ctx context.Context, _ admin.Caller, _ json.RawMessage) (any, error) {
-		return s.rollback(ctx)
-	}})
+	// Rolling back activates a policy set too, so it takes two people like
+	// any activation.
+	srv.Register("policy.rollback", admin.Command{
+		Check: func(context.Context, admin.Caller, json.RawMessage) (string, error) {
+			st, err := s.policyState()
+			if err != nil {
+				return "", err
+			}
+			if len(st.History) < 2 {
+				return "", fmt.Errorf("%w: no earlier policy set to roll back to", admin.ErrBadRequest)
+			}
+			return fmt.Sprintf("roll the policy back from version %v to version %v", st.History[len(st.History)-1], st.History[len(st.History)-2]), nil
+		},
+		Run: func(ctx context.Context, _ admin.Caller, _ json.RawMessage) (any, error) {
+			return s.rollback(ctx)
+		},
+	})
 }
 
 func policyFiles(args json.RawMessage) (map[string]string, error) {
