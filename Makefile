@@ -7,21 +7,24 @@ BIN     := bin
 CONFIG  ?=
 PROGRAMS := e2sgated e2sctl outside purchasing payment keyhandler inside acquirer backoffice
 
-.PHONY: all build run test bench generate check-generate lint images deps clean
+.PHONY: all build run test bench generate check-generate lint images deps run-deps clean
 
 all: build
 
 deps: ## install the Debian packages and Go modules the build and tests need
 	@./.ci/deps
 
+run-deps: ## install only what running the appliance needs
+	@./.ci/deps run
+
 build: ## build every program into bin/ (appliance programs static; e2s with cgo for PKCS#11)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(PROGRAMS))
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/e2s
 
-run: deps build ## start the appliance on its embedded defaults (or CONFIG=file)
+run: run-deps build ## start the appliance on its embedded defaults (or CONFIG=file)
 	$(BIN)/e2sgated $(if $(CONFIG),-config $(CONFIG))
 
-test: build ## every test, unit, policy (Rego), end-to-end and privileged
+test: deps build ## every test (installs what they need first): unit, Rego, end-to-end, privileged
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
