@@ -21,7 +21,7 @@ import (
 // password. The seed is a real file with few KDF iterations, so that
 // mutations reach the parser quickly.
 func FuzzImportPKCS12(f *testing.F) {
-	f.Add(lowIterationP12(f))
+	f.Add(p12WithIterations(f, "fuzz", "fuzz", 1))
 	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x03})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ks, err := keystore.OpenFile(t.TempDir(), "pw")
@@ -46,24 +46,27 @@ func FuzzImportPKCS12(f *testing.F) {
 	})
 }
 
-func lowIterationP12(f *testing.F) []byte {
+// p12WithIterations is a fresh P-256 credential as a Modern2023 PKCS#12
+// file with the given PBKDF2 iteration count.
+func p12WithIterations(tb testing.TB, cn, password string, iterations int) []byte {
+	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fuzz"},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<32, 0)}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
-	data, err := pkcs12.Modern2023.WithIterations(1).Encode(key, cert, nil, "fuzz")
+	data, err := pkcs12.Modern2023.WithIterations(iterations).Encode(key, cert, nil, password)
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
 	return data
 }

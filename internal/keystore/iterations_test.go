@@ -2,17 +2,8 @@ package keystore_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"testing"
-	"time"
-
-	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/e2sgate/e2sgate/internal/keystore"
 )
@@ -23,24 +14,7 @@ import (
 // parameters; each file must be refused as malformed before any key
 // derivation runs.
 func TestImportRefusesHugeIterationCounts(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "iter"},
-		NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<32, 0)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := pkcs12.Modern2023.WithIterations(65536).Encode(key, cert, nil, "pw")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := p12WithIterations(t, "iter", "pw", 65536)
 	small, huge := []byte{0x02, 0x03, 0x01, 0x00, 0x00}, []byte{0x02, 0x03, 0x7f, 0xff, 0xff}
 	var at []int
 	for i := 0; ; {
