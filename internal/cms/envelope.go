@@ -258,37 +258,17 @@ func keyTransRecipientInfo(pub *rsa.PublicKey, rid certID, cek []byte, rnd io.Re
 // ErrMissingMGF1: it is what broken writers produce, and guessing either way
 // is wrong for some peer.
 func parseOAEPParams(params []byte) (crypto.Hash, crypto.Hash, error) {
-	h, mgf := crypto.SHA1, crypto.SHA1
 	if params == nil || bytes.Equal(params, asn1Null) {
-		return h, mgf, nil
+		return crypto.SHA1, crypto.SHA1, nil
 	}
 	s := cryptobyte.String(params)
 	var seq cryptobyte.String
 	if !s.ReadASN1(&seq, cbasn1.SEQUENCE) || !s.Empty() {
 		return 0, 0, fmt.Errorf("%w: RSAES-OAEP parameters", ErrMalformed)
 	}
-	var err error
-	hasMGF := false
-	if seq.PeekASN1Tag(tagC0) {
-		var e cryptobyte.String
-		var a algorithmIdentifier
-		if !seq.ReadASN1(&e, tagC0) || !readAlgorithmIdentifier(&e, &a) {
-			return 0, 0, fmt.Errorf("%w: OAEP hash", ErrMalformed)
-		}
-		if h, err = hashFromAlgorithm(a); err != nil {
-			return 0, 0, err
-		}
-	}
-	if seq.PeekASN1Tag(tagC1) {
-		var e cryptobyte.String
-		var a algorithmIdentifier
-		if !seq.ReadASN1(&e, tagC1) || !readAlgorithmIdentifier(&e, &a) {
-			return 0, 0, fmt.Errorf("%w: OAEP mask generation", ErrMalformed)
-		}
-		if mgf, err = mgf1Hash(a); err != nil {
-			return 0, 0, err
-		}
-		hasMGF = true
+	h, mgf, hasMGF, err := readHashParams(&seq, "OAEP")
+	if err != nil {
+		return 0, 0, err
 	}
 	if seq.PeekASN1Tag(tagC2) {
 		var e cryptobyte.String

@@ -291,6 +291,36 @@ func pssParams(h crypto.Hash) ([]byte, error) {
 	return b.Bytes()
 }
 
+// readHashParams reads the [0] hash and [1] mask generation fields that
+// RSASSA-PSS and RSAES-OAEP parameters share (what names which, for
+// errors). An absent field keeps its SHA-1 default; hasMGF says whether
+// the mask generation field was there.
+func readHashParams(seq *cryptobyte.String, what string) (h, mgf crypto.Hash, hasMGF bool, err error) {
+	h, mgf = crypto.SHA1, crypto.SHA1
+	if seq.PeekASN1Tag(tagC0) {
+		var e cryptobyte.String
+		var a algorithmIdentifier
+		if !seq.ReadASN1(&e, tagC0) || !readAlgorithmIdentifier(&e, &a) {
+			return 0, 0, false, fmt.Errorf("%w: %s hash", ErrMalformed, what)
+		}
+		if h, err = hashFromAlgorithm(a); err != nil {
+			return 0, 0, false, err
+		}
+	}
+	if seq.PeekASN1Tag(tagC1) {
+		var e cryptobyte.String
+		var a algorithmIdentifier
+		if !seq.ReadASN1(&e, tagC1) || !readAlgorithmIdentifier(&e, &a) {
+			return 0, 0, false, fmt.Errorf("%w: %s mask generation", ErrMalformed, what)
+		}
+		if mgf, err = mgf1Hash(a); err != nil {
+			return 0, 0, false, err
+		}
+		hasMGF = true
+	}
+	return h, mgf, hasMGF, nil
+}
+
 // parsePSSParams returns the hash and salt length of RSASSA-PSS-params. MGF1
 // must use the same hash and the trailer field must be 1.
 func parsePSSParams(params []byte) (crypto.Hash, int, error) {
@@ -299,28 +329,10 @@ func parsePSSParams(params []byte) (crypto.Hash, int, error) {
 	if !s.ReadASN1(&seq, cbasn1.SEQUENCE) || !s.Empty() {
 		return 0, 0, fmt.Errorf("%w: RSASSA-PSS parameters", ErrMalformed)
 	}
-	h, mgfHash := crypto.SHA1, crypto.SHA1
 	salt, trailer := int64(20), int64(1)
-	var err error
-	if seq.PeekASN1Tag(tagC0) {
-		var e cryptobyte.String
-		var a algorithmIdentifier
-		if !seq.ReadASN1(&e, tagC0) || !readAlgorithmIdentifier(&e, &a) {
-			return 0, 0, fmt.Errorf("%w: PSS hash", ErrMalformed)
-		}
-		if h, err = hashFromAlgorithm(a); err != nil {
-			return 0, 0, err
-		}
-	}
-	if seq.PeekASN1Tag(tagC1) {
-		var e cryptobyte.String
-		var a algorithmIdentifier
-		if !seq.ReadASN1(&e, tagC1) || !readAlgorithmIdentifier(&e, &a) {
-			return 0, 0, fmt.Errorf("%w: PSS mask generation", ErrMalformed)
-		}
-		if mgfHash, err = mgf1Hash(a); err != nil {
-			return 0, 0, err
-		}
+	h, mgfHash, _, err := readHashParams(&seq, "PSS")
+	if err != nil {
+		return 0, 0, err
 	}
 	if seq.PeekASN1Tag(tagC2) {
 		var e cryptobyte.String
