@@ -87,7 +87,6 @@ func cmdBuy(fs *flag.FlagSet) func(*env, []string) error {
 		if err != nil {
 			return err
 		}
-		defer b.ks.Close() // logs out of a token
 		if o.list {
 			_, err := b.catalogue(true)
 			return err
@@ -126,7 +125,6 @@ type buySession struct {
 	o        buyOptions
 	base     string
 	http     *http.Client
-	ks       keystore.Keystore
 	cred     *keystore.Credential
 	fp       string
 	merchant *x509.Certificate
@@ -138,15 +136,10 @@ func newBuyer(e *env, c *client.Client, o buyOptions) (_ *buySession, err error)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("-url %q: an https URL of the appliance: %w", o.url, client.ErrUsage)
 	}
-	ks, cred, err := buyerCredential(c)
+	cred, err := c.Credential() // the client closes its keystore (a token logs out) when e2s ends
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			ks.Close()
-		}
-	}()
 	store, err := certstore.Open(c.Config().Certstore.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("open certstore: %w", err)
@@ -174,65 +167,10 @@ func newBuyer(e *env, c *client.Client, o buyOptions) (_ *buySession, err error)
 	}
 	sum := sha256.Sum256(cred.Certificate().Raw)
 	return &buySession{
-		e: e, o: o, base: strings.TrimSuffix(o.url, "/") + "/cgi-bin/purchasing/", ks: ks,
+		e: e, o: o, base: strings.TrimSuffix(o.url, "/") + "/cgi-bin/purchasing/",
 		http: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}},
 		cred: cred, fp: hex.EncodeToString(sum[:]), merchant: m.Certificate, revoked: store.CheckRevocation,
 	}, nil
-}
-
-// buyerCredential opens the configured keystore and credential (as the
-// client does for its own operations); the caller closes the keystore.
-func buyerCredential(c *client.Client) (keystore.Keystore, *keystore.Credential, error) {
-	cfg := c.Config()
-	var ks keystore.Keystore
-	if p := cfg.Keystore.PKCS11; p != nil {
-		pin, err := buySecret("token PIN", p.PINEnv, p.PINFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		tok, err := keystore.OpenPKCS11(keystore.PKCS11Config{Module: p.Module, TokenLabel: p.Token, PIN: pin})
-		if err != nil {
-			return nil, nil, fmt.Errorf("open keystore: %w", err)
-		}
-		ks = tok
-	} else {
-		pw, err := buySecret("keystore "+cfg.Keystore.Dir, cfg.Keystore.PasswordEnv, cfg.Keystore.PasswordFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		f, err := keystore.OpenFile(cfg.Keystore.Dir, pw)
-		if err != nil {
-			return nil, nil, err
-		}
-		ks = f
-	}
-	cred, err := ks.Credential(cfg.Credential)
-	if err != nil {
-		ks.Close()
-		return nil, nil, fmt.Errorf("credential %q: %w", cfg.Credential, err)
-	}
-	return ks, cred, nil
-}
-
-func buySecret(what, env, path string) (string, error) {
-	if env != "" {
-		if v := os.Getenv(env); v != "" {
-			return v, nil
-		}
-		return "", fmt.Errorf("%w: %s: environment variable %s is not set", client.ErrNoSecret, what, env)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("%w: %s: %w", client.ErrNoSecret, what, err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%w: %s: %s is readable by others; chmod 600 it", client.ErrNoSecret, what, path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("%w: %s: %w", client.ErrNoSecret, what, err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 func rawChain(chain []*x509.Certificate) [][]byte {

@@ -77,6 +77,10 @@ func (c *Client) keystore() (keystore.Keystore, error) {
 	return c.ks, nil
 }
 
+// Credential is the configured credential (for commands built on the
+// client, such as e2s buy); Close releases its keystore.
+func (c *Client) Credential() (*keystore.Credential, error) { return c.credential() }
+
 // credential loads the configured credential.
 func (c *Client) credential() (*keystore.Credential, error) {
 	ks, err := c.keystore()
