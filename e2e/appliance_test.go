@@ -96,34 +96,7 @@ func startAppliance(t testing.TB, extra string) *appliance {
 	st := a.waitRunning(nil)
 	a.URL = strings.TrimSuffix(st.URL, "/")
 	a.client = a.httpClient()
-	a.waitServing()
 	return a
-}
-
-// waitServing waits until the gate agent has attached every compartment:
-// "running" in the status means the process is up, and the gate agent
-// attaches it a moment later (until then calls get 503
-// gate.target_unavailable).
-func (a *appliance) waitServing() {
-	a.t.Helper()
-	probes := []string{"/cgi-bin/purchasing/catalogue", "/cgi-bin/keyhandler/certificate", "/cgi-bin/payment/health", "/cgi-bin/inside/health"}
-	deadline := time.Now().Add(30 * time.Second)
-	for _, p := range probes {
-		for {
-			resp, err := a.client.Get(a.URL + p)
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusBadGateway {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				a.t.Fatalf("%s not served 30s after start (last: %v)\n%s", p, err, a.logs.String())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 }
 
 // stop sends SIGTERM and waits for a clean exit.

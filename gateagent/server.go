@@ -86,7 +86,11 @@ func LoadPolicySet(ctx context.Context, dir string, compartments []string) (*Pol
 // Run is the gate agent process: it serves one gate listener per
 // compartment and attaches to compartments as the supervisor reports them
 // on control (JSON lines), until ctx ends or control closes.
-func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader) error {
+//
+// Each attachment that succeeds is acknowledged on acks as a JSON line
+// (Attachment), so the supervisor reports a compartment as running only
+// once calls can reach it.
+func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, acks io.Writer) error {
 	names := make([]string, 0, len(cfg.Compartments))
 	labels := map[string]string{}
 	for _, c := range cfg.Compartments {
@@ -198,6 +202,9 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader) e
 			clients[a.Name] = pc
 			agent.Attach(a.Name, comp)
 			log.Info("compartment attached", "compartment", a.Name, "pid", a.Pid)
+			if b, err := json.Marshal(a); err == nil {
+				acks.Write(append(b, '\n'))
+			}
 		}
 	}
 }

@@ -65,7 +65,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 }
 
 // runGate is the gate agent process: its config is the first line on
-// stdin, then compartment attachments, one JSON line each.
+// stdin, then compartment attachments, one JSON line each; it acknowledges
+// each attachment on stdout.
 func runGate(ctx context.Context, log *slog.Logger) error {
 	in := bufio.NewReader(os.Stdin)
 	line, err := in.ReadBytes('\n')
@@ -76,5 +77,5 @@ func runGate(ctx context.Context, log *slog.Logger) error {
 	if err := json.Unmarshal(line, &cfg); err != nil {
 		return fmt.Errorf("gate agent: config: %w", err)
 	}
-	return gateagent.Run(ctx, log, cfg, in)
+	return gateagent.Run(ctx, log, cfg, in, os.Stdout)
 }

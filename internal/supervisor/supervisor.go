@@ -15,6 +15,7 @@
 package supervisor
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -297,7 +298,12 @@ func (s *Supervisor) runGate(ctx context.Context) error {
 	// ends, not the process. The gate agent stops when its control pipe
 	// closes, which happens when the supervisor dies.
 	cmd := exec.Command(s.self, "gate")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Stderr = os.Stderr
+	acks, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	go s.readAcks(acks)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -435,11 +441,13 @@ func (s *Supervisor) runOnce(ctx context.Context, name string) error {
 		return err
 	}
 	defer p.Close()
-	s.tellGate(gateagent.Attachment{Name: name, Addr: addr, Pid: p.Pid()})
 	s.mu.Lock()
 	s.status.Compartments[name].Layers = p.Layers()
 	s.mu.Unlock()
-	s.setState(name, Running, p.Pid())
+	// "running" once the gate agent acknowledges it can reach this process
+	// (readAcks), so the pid is recorded before the gate agent is told.
+	s.setState(name, Starting, p.Pid())
+	s.tellGate(gateagent.Attachment{Name: name, Addr: addr, Pid: p.Pid()})
 	s.log.Info("compartment running", "compartment", name, "pid", p.Pid(), "layers", p.Layers())
 	defer s.tellGate(gateagent.Attachment{Name: name})
 
@@ -575,6 +583,25 @@ func readHandshake(r *os.File, timeout time.Duration) (string, error) {
 		return "", fmt.Errorf("%w: unexpected line %q", ErrHandshake, line)
 	}
 	return parts[3], nil
+}
+
+// readAcks marks a compartment running when the gate agent has attached
+// its current process.
+func (s *Supervisor) readAcks(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var a gateagent.Attachment
+		if json.Unmarshal(sc.Bytes(), &a) != nil {
+			continue
+		}
+		s.mu.Lock()
+		cs := s.status.Compartments[a.Name]
+		current := cs != nil && cs.Pid == a.Pid && cs.State == Starting
+		s.mu.Unlock()
+		if current {
+			s.setState(a.Name, Running, a.Pid)
+		}
+	}
 }
 
 func (s *Supervisor) setState(name string, st State, pid int) {
