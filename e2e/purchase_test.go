@@ -597,9 +597,9 @@ func TestPurchase(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("delivery = %d %s", resp.StatusCode, msg)
 		}
-		a.audited(func(r auditlog.Record) bool {
-			return r.Caller == "inside" && r.Script == "purchasing/delivered" && r.Decision == "allow" && r.Status == 200
-		})
+		// Under full confinement inside moves each confirmation to done/
+		// and tells purchasing once: nothing is left to re-send.
+		puConfirmationsDone(t, a, doc1.OfferID, doc2.OfferID)
 		if resp, _ := puDo(t, a, miaC, "GET", "/cgi-bin/purchasing/delivery/"+doc1.OfferID, "", nil, nil); resp.StatusCode != 404 {
 			t.Fatalf("delivery to another member = %d", resp.StatusCode)
 		}
@@ -720,4 +720,44 @@ func puContent(t *testing.T, der []byte) []byte {
 		t.Fatal(err)
 	}
 	return s.Content
+}
+
+// puConfirmationsDone waits until inside has moved the back office's
+// confirmations of ids from confirmations/ to done/, then checks that each
+// was sent to purchasing exactly once, also a few poll intervals later.
+func puConfirmationsDone(t *testing.T, a *appliance, ids ...string) {
+	t.Helper()
+	spool := filepath.Join(a.dataDir(), "inside", "spool")
+	for _, id := range ids {
+		var err error
+		for i := 0; i < 100; i++ {
+			if _, err = os.Stat(filepath.Join(spool, "done", id+".json")); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("confirmation of %s never reached done/ (inside log:\n%s)", id, a.logs)
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(spool, "confirmations")); len(left) != 0 {
+		t.Fatalf("confirmations left in the spool: %v", left)
+	}
+	time.Sleep(2 * time.Second) // four of inside's poll intervals
+	recs, err := auditlog.Read(a.auditLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	for _, r := range recs {
+		if r.Caller == "inside" && r.Script == "purchasing/delivered" {
+			if r.Decision != "allow" || r.Status != 200 {
+				t.Errorf("delivered call %s %d %s", r.Decision, r.Status, r.Reason)
+			}
+			sent++
+		}
+	}
+	if sent != len(ids) {
+		t.Fatalf("purchasing/delivered audited %d times for %d confirmations", sent, len(ids))
+	}
 }

@@ -22,8 +22,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
@@ -61,10 +63,16 @@ type Event struct {
 
 // Handler serves the inside compartment's scripts.
 type Handler struct {
-	log   *slog.Logger
-	gate  Caller
-	spool string
-	poll  time.Duration
+	// Audit, when set, receives what inside reports for the audit log
+	// (a confirmation given up).
+	Audit func(Event)
+
+	log     *slog.Logger
+	gate    Caller
+	spool   string
+	poll    time.Duration
+	now     func() time.Time
+	pending map[string]*pending // confirmations tried and not finished; Watch's goroutine only
 }
 
 // New returns the inside handler; spool defaults to dataDir/spool.
@@ -82,7 +90,7 @@ func New(log *slog.Logger, gate Caller, cfg Config, dataDir string) (*Handler, e
 	if poll <= 0 {
 		poll = 500 * time.Millisecond
 	}
-	return &Handler{log: log, gate: gate, spool: spool, poll: poll}, nil
+	return &Handler{log: log, gate: gate, spool: spool, poll: poll, now: time.Now, pending: map[string]*pending{}}, nil
 }
 
 // Handle dispatches on the registered handler name.
@@ -131,6 +139,23 @@ type Confirmation struct {
 	Reference   string `json:"reference,omitempty"`
 }
 
+// Retry bounds for one confirmation: after a failure it waits twice as
+// long as before (from the poll interval up to maxRetryWait); after
+// maxAttempts failures it is left in the spool, reported once as an error
+// and an audit event, and not tried again until inside restarts.
+const (
+	maxAttempts  = 8
+	maxRetryWait = 5 * time.Minute
+)
+
+// pending is what inside remembers of a confirmation it could not finish.
+type pending struct {
+	attempts  int
+	next      time.Time
+	delivered bool // purchasing accepted it; only the move to done/ is left
+	gaveUp    bool
+}
+
 // Watch polls the spool for delivery confirmations until ctx ends and, for
 // each, calls purchasing/delivered through the gate; a confirmation is
 // moved to done/ only when purchasing accepted it, so none is lost.
@@ -148,7 +173,8 @@ func (h *Handler) Watch(ctx context.Context) {
 }
 
 // Confirmations handles the confirmations there are now; it returns how many
-// purchasing accepted.
+// purchasing accepted and were moved to done/. A confirmation that fails is
+// tried again later with a growing wait, and given up after maxAttempts.
 func (h *Handler) Confirmations(ctx context.Context) int {
 	dir := filepath.Join(h.spool, "confirmations")
 	entries, err := os.ReadDir(dir)
@@ -163,37 +189,117 @@ func (h *Handler) Confirmations(ctx context.Context) int {
 		}
 	}
 	sort.Strings(names)
+	h.forget(names)
 	n := 0
+	now := h.now()
 	for _, name := range names {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
+		p := h.pending[name]
+		if p != nil && (p.gaveUp || now.Before(p.next)) {
 			continue
 		}
-		var conf Confirmation
-		if err := json.Unmarshal(b, &conf); err != nil || !orderIDRE.MatchString(conf.OrderID) || conf.OrderID+".json" != name {
-			h.log.Warn("bad confirmation; moved aside", "file", name)
-			os.Rename(filepath.Join(dir, name), filepath.Join(h.spool, "done", name+".bad"))
-			continue
+		if h.confirm(ctx, name, p) {
+			delete(h.pending, name)
+			n++
 		}
+	}
+	return n
+}
+
+// confirm hands one confirmation to purchasing (unless it already took it)
+// and moves it to done/; it reports whether both happened.
+func (h *Handler) confirm(ctx context.Context, name string, p *pending) bool {
+	dir := filepath.Join(h.spool, "confirmations")
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return false // gone meanwhile, or not yet readable
+	}
+	var conf Confirmation
+	if err := json.Unmarshal(b, &conf); err != nil || !orderIDRE.MatchString(conf.OrderID) || conf.OrderID+".json" != name {
+		if err := h.move(name, name+".bad"); err != nil {
+			h.failed(name, p, false, "move_failed", fmt.Sprintf("move bad confirmation %s aside: %v", name, err))
+			return false
+		}
+		h.log.Warn("bad confirmation; moved aside", "file", name)
+		return false
+	}
+	if p == nil || !p.delivered {
 		body, _ := json.Marshal(conf)
 		resp, err := h.gate.Call(ctx, &callpb.Call{Script: "purchasing/delivered", Method: "POST", Body: body,
 			Meta: map[string]string{"CONTENT_TYPE": "application/json"}})
-		if err != nil {
-			h.log.Warn("delivered call failed; will retry", "order_id", conf.OrderID, "error", err)
-			continue
-		}
-		if resp.GetStatus() >= 300 {
-			h.log.Warn("purchasing did not accept the delivery; will retry", "order_id", conf.OrderID, "status", resp.GetStatus(), "reason", resp.GetReason())
-			continue
-		}
-		if err := os.Rename(filepath.Join(dir, name), filepath.Join(h.spool, "done", name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			h.log.Error("move confirmation", "error", err)
-			continue
+		switch {
+		case err != nil:
+			h.failed(name, p, false, "call_failed", fmt.Sprintf("purchasing/delivered for order %s: %v", conf.OrderID, err))
+			return false
+		case resp.GetStatus() >= 300:
+			h.failed(name, p, false, resp.GetReason(), fmt.Sprintf("purchasing refused the delivery of order %s: %d %s", conf.OrderID, resp.GetStatus(), resp.GetReason()))
+			return false
 		}
 		h.log.Info("delivery confirmed to purchasing", "order_id", conf.OrderID)
-		n++
 	}
-	return n
+	if err := h.move(name, name); err != nil {
+		h.failed(name, p, true, "move_failed", fmt.Sprintf("move confirmation of order %s to done: %v", conf.OrderID, err))
+		return false
+	}
+	return true
+}
+
+// move renames confirmations/<from> to done/<to>. Where the kernel refuses
+// a rename across the two directories (EXDEV: a Landlock ruleset without
+// the refer right, or another file system), it copies durably and removes
+// the original, so a confirmation is never lost either way.
+func (h *Handler) move(from, to string) error {
+	src, dst := filepath.Join(h.spool, "confirmations", from), filepath.Join(h.spool, "done", to)
+	err := os.Rename(src, dst)
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if !errors.Is(err, syscall.EXDEV) {
+		return err
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := durable.WriteFile(dst, b, 0o644); err != nil {
+		return err
+	}
+	if err := os.Remove(src); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// failed records a failed attempt at confirmation name: the next try waits
+// twice as long as the last; after maxAttempts inside stops trying, says so
+// once in the log and the audit trail, and leaves the file for an operator.
+func (h *Handler) failed(name string, p *pending, delivered bool, reason, detail string) {
+	if p == nil {
+		p = &pending{}
+		h.pending[name] = p
+	}
+	p.delivered = p.delivered || delivered
+	p.attempts++
+	if p.attempts >= maxAttempts {
+		p.gaveUp = true
+		h.log.Error("confirmation given up after repeated failures; fix the cause, then restart inside to try again",
+			"file", name, "attempts", p.attempts, "reason", reason, "detail", detail)
+		if h.Audit != nil {
+			h.Audit(Event{Kind: "backoffice.confirmation", Decision: "error", Reason: "inside.confirmation_given_up", Detail: detail})
+		}
+		return
+	}
+	wait := min(h.poll<<p.attempts, maxRetryWait)
+	p.next = h.now().Add(wait)
+	h.log.Warn("confirmation not finished; will retry", "file", name, "attempt", p.attempts, "retry_in", wait.String(), "reason", reason, "detail", detail)
+}
+
+// forget drops what inside remembers of confirmations no longer pending.
+func (h *Handler) forget(names []string) {
+	for name := range h.pending {
+		if _, ok := slices.BinarySearch(names, name); !ok {
+			delete(h.pending, name)
+		}
+	}
 }
 
 // ServeSocks runs one SOCKS filter per listener: listeners[i] belongs to

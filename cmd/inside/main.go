@@ -50,6 +50,7 @@ func main() {
 		if err != nil {
 			return nil, err
 		}
+		h.Audit = audit
 		go h.Watch(context.Background())
 		return h, nil
 	})

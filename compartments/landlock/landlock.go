@@ -114,6 +114,15 @@ func Restrict(r Rules) error {
 	// A path that does not exist is skipped: it cannot be reached either.
 	roDirs, roFiles := splitByKind(r.ReadOnly)
 	rwDirs, rwFiles := splitByKind(r.ReadWrite)
+	// Renaming a file from one writable directory into another (a spool's
+	// confirmations/ into done/) needs the refer right (ABI >= 2); without
+	// it the kernel answers EXDEV. It is granted only where the kernel has
+	// it: go-landlock's best effort would otherwise drop Landlock entirely
+	// on ABI 1.
+	rw := golandlock.RWDirs(rwDirs...).WithResolveUnix()
+	if abi >= 2 {
+		rw = rw.WithRefer()
+	}
 	rules := []golandlock.Rule{
 		// Connecting to pathname unix sockets (restricted from ABI 9 on)
 		// is allowed in the compartment's own mounts, read-only ones
@@ -122,7 +131,7 @@ func Restrict(r Rules) error {
 		// connecting to them.
 		golandlock.RODirs(roDirs...).WithResolveUnix().IgnoreIfMissing(),
 		golandlock.ROFiles(roFiles...).IgnoreIfMissing(),
-		golandlock.RWDirs(rwDirs...).WithResolveUnix().IgnoreIfMissing(),
+		rw.IgnoreIfMissing(),
 		golandlock.RWFiles(rwFiles...).IgnoreIfMissing(),
 	}
 	for _, p := range r.ConnectTCP {

@@ -98,6 +98,10 @@ func child(dir string) int {
 	probe("read-secret", err)
 	_, err = os.ReadFile("/etc/hostname")
 	probe("read-etc", err)
+	// A spool moves files between two of its writable directories (the
+	// refer right); moving one out into a read-only tree stays refused.
+	probe("rename-rw-across-dirs", os.Rename(filepath.Join(dir, "rw", "a", "f"), filepath.Join(dir, "rw", "b", "f")))
+	probe("rename-rw-into-ro", os.Rename(filepath.Join(dir, "rw", "b", "f"), filepath.Join(dir, "ro", "f2")))
 	// Plain TCP: Landlock does not cover MPTCP (Go's default for
 	// listeners), which is why the sandbox's seccomp profile refuses
 	// IPPROTO_MPTCP sockets and Go falls back to TCP.
@@ -117,12 +121,12 @@ func TestRestrictSelfEnforces(t *testing.T) {
 		t.Skipf("kernel lacks Landlock (ABI %d)", abi)
 	}
 	dir := t.TempDir()
-	for _, d := range []string{"ro", "rw", "secret"} {
+	for _, d := range []string{"ro", "rw", "rw/a", "rw/b", "secret"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{"ro/f", "secret/key"} {
+	for _, f := range []string{"ro/f", "secret/key", "rw/a/f"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("data"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -145,6 +149,10 @@ func TestRestrictSelfEnforces(t *testing.T) {
 	want := map[string]string{
 		"read-ro": "ok", "write-ro": "denied", "write-rw": "ok",
 		"read-secret": "denied", "read-etc": "denied",
+		"rename-rw-into-ro": "denied",
+	}
+	if abi >= 2 {
+		want["rename-rw-across-dirs"] = "ok"
 	}
 	if abi >= 4 {
 		want["bind-any-port"] = "denied"
