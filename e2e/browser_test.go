@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
 // credentialPEM is the file a browser buyer holds: the PKCS#8 key and the
@@ -87,10 +87,7 @@ func newBrowser(t testing.TB, a *appliance) context.Context {
 		t.Fatal(err)
 	}
 	spki := sha256.Sum256(web.RawSubjectPublicKeyInfo)
-	exe, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is not installed (apt-get install chromium; make deps): %v", err)
-	}
+	exe := testutil.Requires(t, "chromium")
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
 		chromedp.Flag("headless", true),

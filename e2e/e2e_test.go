@@ -23,6 +23,7 @@ import (
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/cms"
 	"github.com/e2sgate/e2sgate/internal/testctrd"
+	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
 const basket = `{"items":[{"sku":"LIC-STD","qty":2},{"sku":"DOC-SPEC","qty":1}]}`
@@ -124,10 +125,7 @@ func testAppliance(t *testing.T, runtime, config string) {
 			t.Fatal("tampered offer verified")
 		}
 		// openssl accepts it with the merchant certificate.
-		openssl, err := exec.LookPath("openssl")
-		if err != nil {
-			t.Fatal("openssl is not installed; run `make deps`")
-		}
+		openssl := testutil.Requires(t, "openssl")
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "offer.der"), der, 0o600)
 		os.WriteFile(filepath.Join(dir, "merchant.pem"), certPEM, 0o600)

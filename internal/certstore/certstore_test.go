@@ -13,6 +13,7 @@ import (
 
 	"github.com/e2sgate/e2sgate/internal/certstore"
 	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
 func TestStoreLookups(t *testing.T) {
@@ -119,10 +120,7 @@ func TestRevocation(t *testing.T) {
 // TestStoreFilesAreOpenSSLReadable checks the layout: one PEM file per
 // partner, readable by openssl, no temporary files left over.
 func TestStoreFilesAreOpenSSLReadable(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Fatalf("openssl is required: %v", err)
-	}
+	openssl := testutil.Requires(t, "openssl")
 	dir := t.TempDir()
 	s, err := certstore.Open(dir)
 	if err != nil {

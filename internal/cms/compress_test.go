@@ -6,14 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
 func python(t *testing.T, stdin []byte, args ...string) []byte {
 	t.Helper()
-	path, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	path := testutil.Requires(t, "python3")
 	cmd := exec.Command(path, args...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stderr bytes.Buffer

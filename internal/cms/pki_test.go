@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
 // testIdentity is a key with its certificate chain (leaf first, root last)
@@ -251,10 +253,7 @@ func certsPEM(t testing.TB, certs ...*x509.Certificate) string {
 // openssl runs /usr/bin/openssl and returns its stdout; stderr goes into the error.
 func openssl(t testing.TB, args ...string) ([]byte, error) {
 	t.Helper()
-	path, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed")
-	}
+	path := testutil.Requires(t, "openssl")
 	cmd := exec.Command(path, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

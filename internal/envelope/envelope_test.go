@@ -29,6 +29,7 @@ import (
 
 	"github.com/e2sgate/e2sgate/internal/envelope"
 	"github.com/e2sgate/e2sgate/internal/envelope/pb"
+	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
 var (
@@ -356,10 +357,7 @@ func TestWireCompatibility(t *testing.T) {
 // TestPublicKeySignatureOpenSSL checks the key signature against one
 // computed by openssl from the PEM public key.
 func TestPublicKeySignatureOpenSSL(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Fatalf("openssl is required for this test: %v", err)
-	}
+	openssl := testutil.Requires(t, "openssl")
 	a, _ := testKeys(t)
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tests := []struct {

@@ -17,16 +17,14 @@ import (
 	"testing"
 
 	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
 const password = "s3cret-Keystore-pw"
 
 func requireOpenSSL(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Fatalf("openssl is required for the PKCS#12 interop tests: %v", err)
-	}
+	p := testutil.Requires(t, "openssl")
 	return p
 }
 

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
 // SoftHSM2 token used by the PKCS#11 tests. TestMain makes a private token
@@ -65,6 +67,6 @@ func run(m *testing.M) int {
 func requireSoftHSM(t testing.TB) {
 	t.Helper()
 	if softhsmMissing {
-		t.Skipf("SoftHSM2 library %s is not installed (apt-get install softhsm2); PKCS#11 backend NOT tested", softhsmModule)
+		testutil.Missing(t, "the SoftHSM2 library "+softhsmModule+" (Debian package softhsm2) is not installed, so the PKCS#11 backend is not tested")
 	}
 }

@@ -16,6 +16,8 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
 // Start runs containerd with its state under a new directory in top and
@@ -25,10 +27,7 @@ func Start(t testing.TB, top string) string {
 	if os.Geteuid() != 0 {
 		t.Fatal("containerd tests run as root (they do in CI)")
 	}
-	bin, err := exec.LookPath("containerd")
-	if err != nil {
-		t.Fatalf("containerd daemon not installed (Debian package containerd): %v", err)
-	}
+	bin := testutil.Requires(t, "containerd")
 	// containerd 1.6 puts shim sockets under /run/containerd whatever its
 	// config says: remove those directories after, if they were not there.
 	var created []string
