@@ -12,18 +12,20 @@ import (
 
 func init() {
 	manifest.Register(&manifest.Manifest{
-		Name:       "outside",
-		Order:      50,
-		UID:        64001,
-		GID:        64001,
-		Label:      "restricted:web",
-		Limits:     manifest.Limits{MemoryMB: 256, Pids: 128, CPUPercent: 100},
-		Section:    "outside",
-		Network:    manifest.NetNone,
-		Mounts:     []manifest.Mount{manifest.MountStaticSite},
-		Sockets:    []manifest.Socket{manifest.SocketWeb},
-		Code:       []string{"outside"},
-		MayNotLink: []string{"gateagent", "internal/supervisor", "compartments/sandbox"},
+		Name:    "outside",
+		Order:   50,
+		UID:     64001,
+		GID:     64001,
+		Label:   "restricted:web",
+		Limits:  manifest.Limits{MemoryMB: 256, Pids: 128, CPUPercent: 100},
+		Section: "outside",
+		Network: manifest.NetNone,
+		Mounts:  []manifest.Mount{manifest.MountStaticSite},
+		Sockets: []manifest.Socket{manifest.SocketWeb},
+		Code:    []string{"outside"},
+		// The web front's defaults are here, not in the appliance's config
+		// package (and its YAML decoder).
+		MayNotLink: []string{"gateagent", "internal/supervisor", "compartments/sandbox", "internal/config"},
 	})
 }
 
