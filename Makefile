@@ -5,7 +5,8 @@
 GO      ?= go
 BIN     := bin
 CONFIG  ?=
-PROGRAMS := e2sgated e2sctl outside purchasing payment keyhandler inside acquirer backoffice
+# every program under cmd/ (each compartment has one, see compartments/builtins); e2s needs cgo
+PROGRAMS := $(filter-out e2s,$(notdir $(wildcard cmd/*)))
 
 .PHONY: all build run test bench generate check-generate lint images deps run-deps clean
 

@@ -7,9 +7,6 @@ import (
 	"os/exec"
 )
 
-// Compartments are the compartments that have an image of their own.
-var Compartments = []string{"outside", "inside", "purchasing", "payment", "keyhandler", "catalogue"}
-
 // CompileStatic builds the Go package pkg (run from the module root) into a
 // static binary at out: CGO_ENABLED=0, no VCS stamping, trimmed paths.
 func CompileStatic(ctx context.Context, pkg, out string) error {

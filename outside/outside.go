@@ -19,13 +19,13 @@ import (
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
-	"github.com/e2sgate/e2sgate/internal/config"
+	"github.com/e2sgate/e2sgate/outside/compartment"
 )
 
 // Server is the web front.
 type Server struct {
 	log  *slog.Logger
-	cfg  config.Outside
+	cfg  compartment.Config
 	gate interface {
 		Call(ctx context.Context, c *callpb.Call) (*callpb.Response, error)
 	}
@@ -33,7 +33,7 @@ type Server struct {
 }
 
 // New builds the web front; dataDir holds the generated TLS credential.
-func New(log *slog.Logger, cfg config.Outside, gate *protocol.Gate, dataDir string) (*Server, error) {
+func New(log *slog.Logger, cfg compartment.Config, gate *protocol.Gate, dataDir string) (*Server, error) {
 	cert, fresh, err := loadOrCreateCert(cfg.TLSCert, cfg.TLSKey, filepath.Join(dataDir, "tls"))
 	if err != nil {
 		return nil, err

@@ -10,13 +10,13 @@ import (
 	"os"
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
-	"github.com/e2sgate/e2sgate/internal/config"
 	"github.com/e2sgate/e2sgate/outside"
+	"github.com/e2sgate/e2sgate/outside/compartment"
 )
 
 func main() {
 	err := protocol.Main(func(env protocol.Env, log *slog.Logger, gate *protocol.Gate) (protocol.Compartment, error) {
-		cfg := config.Default().Outside
+		cfg := compartment.DefaultConfig()
 		if err := json.Unmarshal(env.Config, &cfg); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}

@@ -18,7 +18,11 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	// Every program that reads the config runs every declared compartment.
+	_ "github.com/e2sgate/e2sgate/compartments/builtins"
 	"github.com/e2sgate/e2sgate/compartments/label"
+	"github.com/e2sgate/e2sgate/compartments/manifest"
+	outside "github.com/e2sgate/e2sgate/outside/compartment"
 )
 
 // ErrInvalid: the configuration file is refused.
@@ -64,21 +68,67 @@ type BackOffice struct {
 	SpoolDir string `yaml:"spool_dir"` // empty: <data_dir>/inside/spool
 }
 
-// Compartments has one section per compartment; a fixed struct, so a file
-// can override one field of one compartment and an unknown name is refused.
-type Compartments struct {
-	Outside    *Compartment `yaml:"outside"`
-	Purchasing *Compartment `yaml:"purchasing"`
-	Payment    *Compartment `yaml:"payment"`
-	Keyhandler *Compartment `yaml:"keyhandler"`
-	Inside     *Compartment `yaml:"inside"`
-}
+// Compartments has one section per declared compartment (see
+// compartments/manifest), keyed by name. A file overrides single fields of
+// a section (the rest keep their defaults); an undeclared name or an
+// unknown field is refused.
+type Compartments map[string]*Compartment
 
 // ByName maps each compartment's name to its section.
-func (c Compartments) ByName() map[string]*Compartment {
-	return map[string]*Compartment{
-		"outside": c.Outside, "purchasing": c.Purchasing, "payment": c.Payment,
-		"keyhandler": c.Keyhandler, "inside": c.Inside,
+func (c Compartments) ByName() map[string]*Compartment { return c }
+
+// UnmarshalYAML decodes the file's sections over the defaults in c. It uses
+// yaml.v3's older unmarshaler interface, which keeps the decoder's
+// known-fields check for the sections' fields.
+func (c *Compartments) UnmarshalYAML(unmarshal func(any) error) error {
+	var patches map[string]*compartmentPatch
+	if err := unmarshal(&patches); err != nil {
+		return err
+	}
+	if *c == nil {
+		*c = Compartments{}
+	}
+	for name, p := range patches {
+		if manifest.Lookup(name) == nil {
+			return fmt.Errorf("compartments: %q is not a compartment (have %s)", name, strings.Join(manifest.Names(), ", "))
+		}
+		if p == nil { // "name: ~" drops the section; Validate reports it missing
+			delete(*c, name)
+			continue
+		}
+		cc := (*c)[name]
+		if cc == nil {
+			cc = &Compartment{}
+			(*c)[name] = cc
+		}
+		p.apply(cc)
+	}
+	return nil
+}
+
+// compartmentPatch is a section as written in a file: nil fields keep the
+// default.
+type compartmentPatch struct {
+	UID      *int    `yaml:"uid"`
+	GID      *int    `yaml:"gid"`
+	Label    *string `yaml:"label"`
+	MemoryMB *int64  `yaml:"memory_mb"`
+	Pids     *int64  `yaml:"pids"`
+	CPU      *int    `yaml:"cpu_percent"`
+}
+
+func (p *compartmentPatch) apply(c *Compartment) {
+	set(&c.UID, p.UID)
+	set(&c.GID, p.GID)
+	set(&c.Label, p.Label)
+	set(&c.MemoryMB, p.MemoryMB)
+	set(&c.Pids, p.Pids)
+	set(&c.CPU, p.CPU)
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
 	}
 }
 
@@ -107,19 +157,15 @@ type Compartment struct {
 	CPU      int    `yaml:"cpu_percent"`
 }
 
-// Outside is the web front's own section, handed to it as JSON.
-type Outside struct {
-	StaticDir    string        `yaml:"static_dir" json:"static_dir"` // empty: the embedded storefront
-	TLSCert      string        `yaml:"tls_cert" json:"tls_cert"`     // empty: self-signed, made on first start
-	TLSKey       string        `yaml:"tls_key" json:"tls_key"`
-	MaxBody      int64         `yaml:"max_body" json:"max_body"`
-	ReadTimeout  time.Duration `yaml:"read_timeout" json:"read_timeout"`
-	WriteTimeout time.Duration `yaml:"write_timeout" json:"write_timeout"`
-	CallTimeout  time.Duration `yaml:"call_timeout" json:"call_timeout"`
-}
+// Outside is the web front's own section, handed to it as JSON; it is
+// declared with the outside compartment so that the web front's program
+// need not link this package.
+type Outside = outside.Config
 
-// Names are the compartments the appliance runs, in start order.
-var Names = []string{"keyhandler", "payment", "inside", "purchasing", "outside"}
+// Names are the compartments the appliance runs, in start order, as
+// declared when the program started. Deprecated: call manifest.Names,
+// which also sees compartments registered later (tests).
+var Names = manifest.Names()
 
 // Default is the embedded configuration.
 func Default() *Config {
@@ -136,15 +182,20 @@ func Default() *Config {
 		Payment:           Payment{Timeout: 10 * time.Second},
 		Simulators:        true,
 		Restart:           Restart{InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxCrashes: 5, Window: time.Minute},
-		Outside:           Outside{MaxBody: 1 << 20, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, CallTimeout: 20 * time.Second},
-		Compartments: Compartments{
-			Outside:    &Compartment{UID: 64001, GID: 64001, Label: "restricted:web", MemoryMB: 256, Pids: 128, CPU: 100},
-			Purchasing: &Compartment{UID: 64002, GID: 64002, Label: "confidential:shop", MemoryMB: 256, Pids: 128, CPU: 100},
-			Payment:    &Compartment{UID: 64003, GID: 64003, Label: "confidential:pay", MemoryMB: 128, Pids: 64, CPU: 50},
-			Keyhandler: &Compartment{UID: 64004, GID: 64004, Label: "secret:keys,shop", MemoryMB: 128, Pids: 64, CPU: 50},
-			Inside:     &Compartment{UID: 64005, GID: 64005, Label: "confidential:internal", MemoryMB: 128, Pids: 64, CPU: 50},
-		},
+		Outside:           outside.DefaultConfig(),
+		Compartments:      DefaultCompartments(),
 	}
+}
+
+// DefaultCompartments are the declared compartments' sections with the
+// defaults from their manifests.
+func DefaultCompartments() Compartments {
+	cs := Compartments{}
+	for _, m := range manifest.All() {
+		cs[m.Name] = &Compartment{UID: m.UID, GID: m.GID, Label: m.Label,
+			MemoryMB: m.Limits.MemoryMB, Pids: m.Limits.Pids, CPU: m.Limits.CPUPercent}
+	}
+	return cs
 }
 
 // Load reads path over the defaults; an empty path is the defaults.
@@ -245,9 +296,12 @@ func (c *Config) Validate() error {
 	if o.ReadTimeout <= 0 || o.WriteTimeout <= 0 || o.CallTimeout <= 0 {
 		return invalid("outside", "read_timeout, write_timeout and call_timeout must be positive")
 	}
-	byName := c.Compartments.ByName()
-	for _, n := range Names {
-		cc, f := byName[n], "compartments."+n
+	names := manifest.Names()
+	if len(names) == 0 {
+		return invalid("compartments", "no compartment is declared; the program must import compartments/builtins")
+	}
+	for _, n := range names {
+		cc, f := c.Compartments[n], "compartments."+n
 		if cc == nil {
 			return invalid(f, "missing")
 		}
@@ -262,8 +316,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	uids := map[int]string{}
-	for _, n := range Names {
-		cc := byName[n]
+	for _, n := range names {
+		cc := c.Compartments[n]
 		if other, dup := uids[cc.UID]; dup {
 			return invalid("compartments."+n+".uid", "%d is also %s's; every compartment needs its own uid", cc.UID, other)
 		}

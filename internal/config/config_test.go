@@ -33,6 +33,8 @@ func TestParse(t *testing.T) {
 		{"root uid", "compartments:\n  payment:\n    uid: 0\n", "compartments.payment.uid"},
 		{"shared uid", "compartments:\n  payment:\n    uid: 64002\n", ".uid"},
 		{"unknown compartment", "compartments:\n  mailer:\n    uid: 64009\n    gid: 64009\n    label: secret\n    memory_mb: 64\n    pids: 10\n    cpu_percent: 5\n", "mailer"},
+		{"unknown compartment field", "compartments:\n  payment:\n    memroy_mb: 64\n", "memroy_mb"},
+		{"dropped compartment", "compartments:\n  payment: ~\n", "compartments.payment"},
 		{"huge body", "outside:\n  max_body: 999999999999\n", "outside.max_body"},
 		{"cert without key", "outside:\n  tls_cert: /x.pem\n", "outside.tls_cert"},
 		{"not yaml", "listen: [\n", "invalid configuration"},
@@ -69,5 +71,35 @@ func TestLoadNamesFile(t *testing.T) {
 	c, err := Load("")
 	if err != nil || c.Listen != "127.0.0.1:8443" {
 		t.Fatalf("defaults: %v %v", c, err)
+	}
+}
+
+// The defaults derived from the compartments' manifests are the values the
+// appliance has always had, and a file overriding one field keeps the rest.
+func TestCompartmentDefaults(t *testing.T) {
+	want := Compartments{
+		"outside":    {UID: 64001, GID: 64001, Label: "restricted:web", MemoryMB: 256, Pids: 128, CPU: 100},
+		"purchasing": {UID: 64002, GID: 64002, Label: "confidential:shop", MemoryMB: 256, Pids: 128, CPU: 100},
+		"payment":    {UID: 64003, GID: 64003, Label: "confidential:pay", MemoryMB: 128, Pids: 64, CPU: 50},
+		"keyhandler": {UID: 64004, GID: 64004, Label: "secret:keys,shop", MemoryMB: 128, Pids: 64, CPU: 50},
+		"inside":     {UID: 64005, GID: 64005, Label: "confidential:internal", MemoryMB: 128, Pids: 64, CPU: 50},
+	}
+	got := Default().Compartments
+	if len(got) != len(want) {
+		t.Fatalf("compartments %v", got)
+	}
+	for n, w := range want {
+		if *got[n] != *w {
+			t.Errorf("%s = %+v, want %+v", n, *got[n], *w)
+		}
+	}
+	c := Default()
+	if err := Parse(c, []byte("compartments:\n  payment:\n    memory_mb: 64\n")); err != nil {
+		t.Fatal(err)
+	}
+	p := *want["payment"]
+	p.MemoryMB = 64
+	if *c.Compartments["payment"] != p || *c.Compartments["inside"] != *want["inside"] {
+		t.Fatalf("after override: payment %+v, inside %+v", *c.Compartments["payment"], *c.Compartments["inside"])
 	}
 }

@@ -1,34 +1,51 @@
 // Package deptest fails when a program links what its image must not hold:
-// each compartment image carries only its own code.
+// each compartment image carries only its own code. The rules come from the
+// compartments' manifests (compartments/manifest).
 package deptest
 
 import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	_ "github.com/e2sgate/e2sgate/compartments/builtins"
+	"github.com/e2sgate/e2sgate/compartments/manifest"
 )
 
 const mod = "github.com/e2sgate/e2sgate/"
 
-func TestProgramsLinkOnlyTheirOwnCode(t *testing.T) {
-	forbidden := map[string][]string{
-		"cmd/outside":    {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "inside", "gateagent", "internal/supervisor", "compartments/sandbox"},
-		"cmd/purchasing": {"compartments/keyhandler", "compartments/payment", "outside", "gateagent", "internal/supervisor", "compartments/sandbox"},
-		"cmd/payment":    {"compartments/keyhandler", "compartments/purchasing", "outside", "gateagent", "internal/supervisor"},
-		"cmd/keyhandler": {"compartments/purchasing", "compartments/payment", "outside", "gateagent", "internal/supervisor"},
-		"cmd/inside":     {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "outside", "gateagent"},
-		"cmd/e2sgated":   {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "internal/cms"},
+// deps lists the packages prog (module-relative) links.
+func deps(t *testing.T, prog string) map[string]bool {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", "../../"+prog).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list %s: %v\n%s", prog, err, out)
 	}
-	for prog, bad := range forbidden {
+	d := map[string]bool{}
+	for _, p := range strings.Fields(string(out)) {
+		d[p] = true
+	}
+	return d
+}
+
+// rules is, per program, what it must not link: each compartment's program
+// none of the other compartments' code nor what its manifest forbids; the
+// supervisor's program no compartment's code and no CMS.
+func rules() map[string][]string {
+	r := map[string][]string{}
+	daemon := []string{"internal/cms"}
+	for _, m := range manifest.All() {
+		r[m.Program()] = m.Forbidden()
+		daemon = append(daemon, m.Code...)
+	}
+	r["cmd/e2sgated"] = daemon
+	return r
+}
+
+func TestProgramsLinkOnlyTheirOwnCode(t *testing.T) {
+	for prog, bad := range rules() {
 		t.Run(prog, func(t *testing.T) {
-			out, err := exec.Command("go", "list", "-deps", "../../"+prog).CombinedOutput()
-			if err != nil {
-				t.Fatalf("go list %s: %v\n%s", prog, err, out)
-			}
-			deps := map[string]bool{}
-			for _, d := range strings.Fields(string(out)) {
-				deps[d] = true
-			}
+			deps := deps(t, prog)
 			if !deps[mod+"compartments/protocol"] && prog != "cmd/e2sgated" {
 				t.Fatalf("%s does not link the protocol; the dependency list is wrong", prog)
 			}
@@ -38,5 +55,41 @@ func TestProgramsLinkOnlyTheirOwnCode(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The web front reads its defaults from its own declaration: it links
+// neither the appliance's config package nor a YAML decoder.
+func TestOutsideLinksNoConfig(t *testing.T) {
+	deps := deps(t, "cmd/outside")
+	for _, bad := range []string{mod + "internal/config", "gopkg.in/yaml.v3", "go.yaml.in/yaml/v3"} {
+		if deps[bad] {
+			t.Errorf("cmd/outside links %s", bad)
+		}
+	}
+}
+
+// The rules derived from the manifests are at least the ones written out
+// by hand before the manifests existed.
+func TestRulesCoverTheOriginalOnes(t *testing.T) {
+	original := map[string][]string{
+		"cmd/outside":    {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "inside", "gateagent", "internal/supervisor", "compartments/sandbox"},
+		"cmd/purchasing": {"compartments/keyhandler", "compartments/payment", "outside", "gateagent", "internal/supervisor", "compartments/sandbox"},
+		"cmd/payment":    {"compartments/keyhandler", "compartments/purchasing", "outside", "gateagent", "internal/supervisor"},
+		"cmd/keyhandler": {"compartments/purchasing", "compartments/payment", "outside", "gateagent", "internal/supervisor"},
+		"cmd/inside":     {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "outside", "gateagent"},
+		"cmd/e2sgated":   {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "internal/cms"},
+	}
+	r := rules()
+	for prog, bad := range original {
+		have := map[string]bool{}
+		for _, b := range r[prog] {
+			have[b] = true
+		}
+		for _, b := range bad {
+			if !have[b] {
+				t.Errorf("%s: rule %q lost", prog, b)
+			}
+		}
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,7 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/e2sgate/e2sgate/compartments/protocol"
+	"github.com/e2sgate/e2sgate/compartments/manifest"
 	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/gateagent"
 	"github.com/e2sgate/e2sgate/internal/config"
@@ -94,7 +93,7 @@ type Supervisor struct {
 	attached map[string]gateagent.Attachment
 	held     map[string]chan struct{} // compartments an operator stopped (admin.go)
 	pending  []gateagent.Event        // to audit once a gate agent runs
-	socks    []*os.File               // SOCKS listeners handed to inside (filters.go)
+	socks    map[string][]*os.File    // SOCKS listeners by the compartment they are handed to (socks.go)
 	simulate bool                     // run the acquirer and back-office simulators (simulators.go)
 	status   Status
 }
@@ -112,8 +111,8 @@ func New(cfg *config.Config, log *slog.Logger, rt sandbox.Runtime) (*Supervisor,
 	s := &Supervisor{cfg: cfg, log: log, rt: rt, self: self, binDir: bin,
 		ids: map[string][2]int{}, attached: map[string]gateagent.Attachment{},
 		status: Status{Confinement: cfg.Confinement, Compartments: map[string]*CompartmentStatus{}}}
-	for _, n := range config.Names {
-		c := cfg.Compartments.ByName()[n]
+	for _, n := range manifest.Names() {
+		c := cfg.Compartments[n]
 		id := [2]int{c.UID, c.GID}
 		if os.Geteuid() != 0 {
 			id = [2]int{os.Getuid(), os.Getgid()} // unprivileged dev run: one uid for all
@@ -174,7 +173,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.superviseGate(ctx, stop) }()
-	for _, n := range config.Names {
+	for _, n := range manifest.Names() {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.supervise(ctx, n) }()
 	}
@@ -209,7 +208,7 @@ func (s *Supervisor) prepare() error {
 	if err := os.MkdirAll(filepath.Join(s.cfg.DataDir, "audit"), 0o700); err != nil {
 		return fmt.Errorf("prepare audit dir: %w", err)
 	}
-	for _, n := range config.Names {
+	for _, n := range manifest.Names() {
 		id := s.ids[n]
 		for _, d := range []string{s.pluginDir(n), s.gateDir(n), s.dataDir(n)} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
@@ -282,8 +281,8 @@ func (s *Supervisor) superviseGate(ctx context.Context, fail context.CancelCause
 
 func (s *Supervisor) runGate(ctx context.Context) error {
 	gc := gateagent.Config{PolicyDir: s.policyDir(), AuditLog: filepath.Join(s.cfg.DataDir, "audit", "audit.log")}
-	for _, n := range config.Names {
-		c := s.cfg.Compartments.ByName()[n]
+	for _, n := range manifest.Names() {
+		c := s.cfg.Compartments[n]
 		gc.Compartments = append(gc.Compartments, gateagent.CompartmentConfig{
 			Name: n, Label: c.Label, UID: s.ids[n][0], GID: s.ids[n][1],
 			GateSocket: filepath.Join(s.gateDir(n), "gate.sock"),
@@ -479,46 +478,13 @@ func exitErr(err error) error {
 // start builds the compartment's spec, starts it and reads the go-plugin
 // handshake line from its stdout.
 func (s *Supervisor) start(ctx context.Context, name string) (sandbox.Process, string, error) {
-	c := s.cfg.Compartments.ByName()[name]
-	cfgJSON := []byte("{}")
-	if name == "outside" {
-		o := s.cfg.Outside
-		o.StaticDir = s.static
-		cfgJSON, _ = json.Marshal(o)
+	m := manifest.Lookup(name)
+	if m == nil {
+		return nil, "", fmt.Errorf("start %s: not a declared compartment", name)
 	}
-	spec := sandbox.Spec{
-		Name: name, Label: c.Label,
-		Binary: filepath.Join(s.binDir, name),
-		UID:    uint32(s.ids[name][0]), GID: uint32(s.ids[name][1]),
-		Env: []string{
-			protocol.Handshake.MagicCookieKey + "=" + protocol.Handshake.MagicCookieValue,
-			"PLUGIN_UNIX_SOCKET_DIR=" + s.pluginDir(name),
-			"PLUGIN_PROTOCOL_VERSIONS=1",
-			protocol.EnvName + "=" + name,
-			protocol.EnvGateSocket + "=" + filepath.Join(s.gateDir(name), "gate.sock"),
-			protocol.EnvDataDir + "=" + s.dataDir(name),
-			protocol.EnvConfig + "=" + string(cfgJSON),
-			"TMPDIR=" + s.dataDir(name),
-		},
-		Mounts: []sandbox.Mount{
-			{Source: s.pluginDir(name), Writable: true},
-			{Source: s.gateDir(name)},
-			{Source: s.dataDir(name), Writable: true},
-		},
-		Network: sandbox.Network{Mode: sandbox.NetLoopback},
-		Limits:  sandbox.Limits{MemoryBytes: c.MemoryMB << 20, Pids: c.Pids, CPUPercent: c.CPU},
-		Stderr:  os.Stderr,
-	}
-	switch name {
-	case "outside":
-		spec.ExtraFiles = []*os.File{s.web}
-		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: s.static})
-		spec.Network.Mode = sandbox.NetNone
-	case "inside":
-		spec.Network = s.insideNetwork()
-	}
-	if err := s.commerceSpec(&spec); err != nil {
-		return nil, "", err
+	spec, err := s.spec(m)
+	if err != nil {
+		return nil, "", fmt.Errorf("start %s: %w", name, err)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -544,21 +510,6 @@ func (s *Supervisor) start(ctx context.Context, name string) (sandbox.Process, s
 		s.relayOutput(name, r)
 	}()
 	return p, addr, nil
-}
-
-// insideNetwork is the inside compartment's veth and connect allowlist
-// (validated with the config).
-func (s *Supervisor) insideNetwork() sandbox.Network {
-	n := sandbox.Network{Mode: sandbox.NetVeth, Address: netip.MustParsePrefix(s.cfg.Internal.InsideAddress)}
-	allow := s.cfg.Internal.Allow
-	if a := s.cfg.Payment.Acquirer; a != "" { // the SOCKS filter's one way out for payment
-		allow = append(allow[:len(allow):len(allow)], a)
-	}
-	for _, a := range allow {
-		ap := netip.MustParseAddrPort(a)
-		n.Allow = append(n.Allow, sandbox.Endpoint{Prefix: netip.PrefixFrom(ap.Addr(), ap.Addr().BitLen()), Port: ap.Port()})
-	}
-	return n
 }
 
 // Audit has the gate agent (the one audit writer) record an event seen

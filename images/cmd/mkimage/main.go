@@ -2,9 +2,9 @@
 //
 //	go run ./images/cmd/mkimage -out DIR [-names outside,inside,...]
 //
-// It compiles each ./cmd/NAME as a static binary (CGO_ENABLED=0) and calls
-// images.Build. Compartments whose ./cmd/NAME does not exist yet are skipped
-// with a warning.
+// It compiles each declared compartment's program (./cmd/NAME, see
+// compartments/manifest) as a static binary (CGO_ENABLED=0) and calls
+// images.Build. By default it builds every declared compartment.
 package main
 
 import (
@@ -16,32 +16,34 @@ import (
 	"path/filepath"
 	"strings"
 
+	_ "github.com/e2sgate/e2sgate/compartments/builtins"
+	"github.com/e2sgate/e2sgate/compartments/manifest"
 	"github.com/e2sgate/e2sgate/images"
 )
 
 func main() {
 	out := flag.String("out", "build/images", "directory to write images to")
-	names := flag.String("names", strings.Join(images.Compartments, ","), "comma-separated compartments to build")
+	names := flag.String("names", strings.Join(manifest.Names(), ","), "comma-separated compartments to build")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	if err := run(context.Background(), log, *out, strings.Split(*names, ",")); err != nil {
+	if err := run(context.Background(), *out, strings.Split(*names, ",")); err != nil {
 		log.Error("mkimage", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, out string, names []string) error {
+func run(ctx context.Context, out string, names []string) error {
 	bin, err := os.MkdirTemp("", "mkimage-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(bin)
 	for _, name := range names {
-		pkg := "./cmd/" + name
-		if _, err := os.Stat(filepath.Join("cmd", name)); err != nil {
-			log.Warn("no program for compartment, skipped", "compartment", name, "pkg", pkg)
-			continue
+		m := manifest.Lookup(name)
+		if m == nil {
+			return fmt.Errorf("%q is not a compartment (have %s)", name, strings.Join(manifest.Names(), ", "))
 		}
+		pkg := "./" + m.Program()
 		exe := filepath.Join(bin, name)
 		if err := images.CompileStatic(ctx, pkg, exe); err != nil {
 			return err

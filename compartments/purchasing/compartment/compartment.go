@@ -1,0 +1,19 @@
+// Package compartment declares the purchasing compartment without linking
+// its code.
+package compartment
+
+import "github.com/e2sgate/e2sgate/compartments/manifest"
+
+func init() {
+	manifest.Register(&manifest.Manifest{
+		Name:       "purchasing",
+		Order:      40,
+		UID:        64002,
+		GID:        64002,
+		Label:      "confidential:shop",
+		Limits:     manifest.Limits{MemoryMB: 256, Pids: 128, CPUPercent: 100},
+		Network:    manifest.NetLoopback,
+		Code:       []string{"compartments/purchasing"},
+		MayNotLink: []string{"gateagent", "internal/supervisor", "compartments/sandbox"},
+	})
+}
