@@ -24,7 +24,7 @@ func main() {
 	defer stop()
 	var err error
 	if len(os.Args) > 1 && os.Args[1] == "gate" {
-		err = runGate(ctx, log.With("compartment", "gateagent"))
+		err = runGate(ctx, log.With("source", "gateagent"))
 	} else {
 		err = run(ctx, log)
 	}

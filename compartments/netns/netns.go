@@ -171,7 +171,11 @@ func (h *Host) setup(ns *Namespace, name string, n sandbox.Network) (*Namespace,
 	if err := h.configure(ns, name, n); err != nil {
 		return nil, errors.Join(fmt.Errorf("netns %s: %w", name, err), ns.Close())
 	}
-	ns.log.Info("netns ready", "netns", ns.name, "mode", string(n.Mode), "address", n.Address.String(), "allow", len(n.Allow))
+	attrs := []any{"netns", ns.name, "mode", string(n.Mode), "allow", len(n.Allow)}
+	if n.Address.IsValid() {
+		attrs = append(attrs, "address", n.Address.String())
+	}
+	ns.log.Info("netns ready", attrs...)
 	return ns, nil
 }
 

@@ -179,9 +179,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); s.runSimulators(ctx) }()
-	s.log.Info("e2sgate is up", "url", s.status.URL, "status", filepath.Join(s.cfg.RunDir, "status.json"))
-	fmt.Fprintf(os.Stdout, "e2sgate web front: %s\n", s.status.URL)
 	s.writeStatus()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.announce(ctx) }()
 	<-ctx.Done()
 	s.log.Info("shutting down")
 	wg.Wait()
@@ -191,6 +191,30 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// announce says the appliance is up, with its URL, once the gate agent has
+// attached every compartment, so what it prints can be used at once.
+func (s *Supervisor) announce(ctx context.Context) {
+	for !s.allRunning() {
+		if !sleep(ctx, 50*time.Millisecond) {
+			return
+		}
+	}
+	s.log.Info("e2sgate is up", "url", s.status.URL, "status", filepath.Join(s.cfg.RunDir, "status.json"))
+	fmt.Fprintf(os.Stdout, "e2sgate web front: %s\n", s.status.URL)
+}
+
+// allRunning reports whether every compartment is attached and running.
+func (s *Supervisor) allRunning() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.status.Compartments {
+		if c.State != Running {
+			return false
+		}
+	}
+	return len(s.status.Compartments) > 0
 }
 
 func (s *Supervisor) pluginDir(n string) string { return filepath.Join(s.cfg.RunDir, "plugin", n) }
