@@ -109,6 +109,7 @@ type command struct {
 }
 
 var commands = []command{
+	{"init", "[-label L] [-trust-on-first-use]", "write a default configuration file (-config, default " + client.DefaultConfigPath() + ") for credential L", 0, cmdInit},
 	{"keygen", "[-label L] [-type rsa-3072|ecdsa-p256|...]", "make a key and self-signed certificate in the keystore", 0, cmdKeygen},
 	{"cert export", "[-out FILE]", "print (or write) your certificate as PEM, to give to partners", 0, cmdCertExport},
 	{"keystore list", "", "list the credentials in the keystore", 0, cmdKeystoreList},
