@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/compartments/purchasing"
+	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/cms"
 	"github.com/e2sgate/e2sgate/internal/testctrd"
@@ -79,7 +79,7 @@ func testAppliance(t *testing.T, runtime, config string) {
 
 	t.Run("catalogue", func(t *testing.T) {
 		resp, body := a.do("GET", "/cgi-bin/purchasing/catalogue", "", nil)
-		var c purchasing.Catalogue
+		var c api.Catalogue
 		if resp.StatusCode != 200 || json.Unmarshal(body, &c) != nil || len(c.Products) == 0 {
 			t.Fatalf("catalogue = %d %q", resp.StatusCode, body)
 		}
@@ -87,7 +87,7 @@ func testAppliance(t *testing.T, runtime, config string) {
 
 	t.Run("basket", func(t *testing.T) {
 		resp, body := a.do("POST", "/cgi-bin/purchasing/basket", "application/json", []byte(basket))
-		var p purchasing.Priced
+		var p api.Priced
 		if resp.StatusCode != 200 || json.Unmarshal(body, &p) != nil {
 			t.Fatalf("basket = %d %q", resp.StatusCode, body)
 		}
@@ -115,7 +115,7 @@ func testAppliance(t *testing.T, runtime, config string) {
 		if err != nil {
 			t.Fatalf("offer does not verify: %v", err)
 		}
-		var offer purchasing.Offer
+		var offer api.Offer
 		if err := json.Unmarshal(signed.Content, &offer); err != nil || offer.Type != "e2sgate.offer.v1" || offer.GrossCents != 52605 {
 			t.Fatalf("offer content %q: %v", signed.Content, err)
 		}

@@ -29,7 +29,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 
 	"github.com/e2sgate/e2sgate/compartments/payment/acquirer"
-	"github.com/e2sgate/e2sgate/compartments/purchasing"
+	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/cms"
 )
@@ -267,7 +267,7 @@ func puErr(body []byte) string {
 }
 
 func puAccept(acc []byte, pan string) []byte {
-	b, _ := json.Marshal(purchasing.AcceptRequest{Acceptance: acc, Card: purchasing.Card{PAN: pan, Expiry: puExpiry}})
+	b, _ := json.Marshal(api.AcceptRequest{Acceptance: acc, Card: api.Card{PAN: pan, Expiry: puExpiry}})
 	return b
 }
 
@@ -353,9 +353,9 @@ func TestPurchase(t *testing.T) {
 		}
 		resp, body := puDo(t, a, bobC, "GET", "/cgi-bin/purchasing/private", "", nil, nil)
 		var pc struct {
-			Terms    string                      `json:"terms"`
-			Buyer    purchasing.MemberView       `json:"buyer"`
-			Products []purchasing.PrivateProduct `json:"products"`
+			Terms    string               `json:"terms"`
+			Buyer    api.MemberView       `json:"buyer"`
+			Products []api.PrivateProduct `json:"products"`
 		}
 		if resp.StatusCode != 200 || json.Unmarshal(body, &pc) != nil || pc.Buyer.Fingerprint != bob.fp() || !strings.Contains(pc.Terms, "ACME") {
 			t.Fatalf("private catalogue = %d %s", resp.StatusCode, body)
@@ -371,10 +371,10 @@ func TestPurchase(t *testing.T) {
 		_, chBody := puDo(t, a, anon, "GET", "/cgi-bin/purchasing/login", "", nil, nil)
 		var ch struct{ Challenge string }
 		json.Unmarshal(chBody, &ch)
-		login, _ := json.Marshal(purchasing.LoginRequest{Type: "e2sgate.login.v1", Challenge: ch.Challenge, Fingerprint: bob.fp(), Time: time.Now().UTC().Format(time.RFC3339)})
+		login, _ := json.Marshal(api.LoginRequest{Type: "e2sgate.login.v1", Challenge: ch.Challenge, Fingerprint: bob.fp(), Time: time.Now().UTC().Format(time.RFC3339)})
 		sig, _ := cms.SignHeader(login, bob.key, bob.cert)
 		resp, body := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/login", "application/json", login, map[string]string{"E2s-Signature": sig})
-		var ans purchasing.LoginAnswer
+		var ans api.LoginAnswer
 		if resp.StatusCode != 200 || json.Unmarshal(body, &ans) != nil || ans.Session == "" {
 			t.Fatalf("login = %d %s", resp.StatusCode, body)
 		}
@@ -400,7 +400,7 @@ func TestPurchase(t *testing.T) {
 	})
 
 	// offer gets Bob's signed offer for basket and adds his signature.
-	offer := func(t *testing.T, basket string) (der, acc []byte, doc purchasing.Offer) {
+	offer := func(t *testing.T, basket string) (der, acc []byte, doc api.Offer) {
 		t.Helper()
 		resp, der := puDo(t, a, bobC, "POST", "/cgi-bin/purchasing/offer", "application/json", []byte(basket), nil)
 		if resp.StatusCode != 200 {
@@ -421,7 +421,7 @@ func TestPurchase(t *testing.T) {
 	}
 
 	var contract []byte
-	var doc1 purchasing.Offer
+	var doc1 api.Offer
 	t.Run("offer, acceptance, three-signature contract", func(t *testing.T) {
 		der, acc, doc := offer(t, basketJSON)
 		doc1 = doc
@@ -527,7 +527,7 @@ func TestPurchase(t *testing.T) {
 		}
 	})
 
-	var doc2 purchasing.Offer
+	var doc2 api.Offer
 	t.Run("kill -9 purchasing, keyhandler and payment mid-flow: nothing lost", func(t *testing.T) {
 		// An offer issued and signed by the buyer, then every compartment
 		// of the flow dies before the acceptance arrives.
@@ -545,9 +545,9 @@ func TestPurchase(t *testing.T) {
 			contract []byte
 		}{{doc1.OfferID, contract}, {doc.OfferID, body}} {
 			resp, body := puDo(t, a, bobC, "GET", "/cgi-bin/purchasing/order/"+tt.id, "", nil, nil)
-			var o purchasing.Order
+			var o api.Order
 			if resp.StatusCode != 200 || json.Unmarshal(body, &o) != nil || !bytes.Equal(o.Contract, tt.contract) ||
-				o.Status != purchasing.StatusAccepted || o.Authorization == nil || !o.Authorization.Approved || o.BackOffice != "handed" {
+				o.Status != api.StatusAccepted || o.Authorization == nil || !o.Authorization.Approved || o.BackOffice != "handed" {
 				t.Fatalf("order %s after kill -9 = %d %s", tt.id, resp.StatusCode, body)
 			}
 		}
@@ -580,16 +580,16 @@ func TestPurchase(t *testing.T) {
 		// Wait until the back office's confirmations have gone through
 		// inside to purchasing: both orders delivered and captured.
 		for _, id := range []string{doc1.OfferID, doc2.OfferID} {
-			var o purchasing.Order
+			var o api.Order
 			for i := 0; i < 600; i++ {
-				o = purchasing.Order{}
+				o = api.Order{}
 				_, body := puDo(t, a, bobC, "GET", "/cgi-bin/purchasing/order/"+id, "", nil, nil)
 				if json.Unmarshal(body, &o) == nil && o.Capture != nil && o.Capture.Captured {
 					break
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			if o.Status != purchasing.StatusDelivered || o.Capture == nil || !o.Capture.Captured {
+			if o.Status != api.StatusDelivered || o.Capture == nil || !o.Capture.Captured {
 				t.Fatalf("order %s not delivered and captured after the confirmation: %+v", id, o)
 			}
 		}
@@ -627,12 +627,12 @@ func TestPurchase(t *testing.T) {
 		puKill(t, a, "purchasing")
 		resp, body := puDo(t, a, bobC, "GET", "/cgi-bin/purchasing/order/"+doc1.OfferID, "", nil, nil)
 		var o struct {
-			purchasing.Order
+			api.Order
 			Ack *struct {
 				FileName string `json:"file_name"`
 			} `json:"acknowledgement"`
 		}
-		if resp.StatusCode != 200 || json.Unmarshal(body, &o) != nil || o.Status != purchasing.StatusAcknowledged || o.Ack == nil ||
+		if resp.StatusCode != 200 || json.Unmarshal(body, &o) != nil || o.Status != api.StatusAcknowledged || o.Ack == nil ||
 			o.Ack.FileName != "licence.txt" || o.Capture == nil || !o.Capture.Captured || bytes.Contains(body, []byte("licence key")) {
 			t.Fatalf("acknowledged order = %d %s", resp.StatusCode, body)
 		}
@@ -653,10 +653,10 @@ func TestPurchase(t *testing.T) {
 		if out, err := puOpenssl(t, der, merchant); err != nil || !bytes.Contains(out, []byte("e2sgate.statement.v1")) {
 			t.Fatalf("openssl cms -verify statement: %v\n%s", err, out)
 		}
-		var st purchasing.Statement
+		var st api.Statement
 		json.Unmarshal(s.Content, &st)
 		// Order 1: 2×159.00 + 49.00; order 2: 159.00. 19%: 477.00 → 60.42 + 30.21; 7%: 49.00 → 3.43.
-		want := []purchasing.VATGroup{{Percent: 7, NetCents: 4900, VATCents: 343}, {Percent: 19, NetCents: 47700, VATCents: 6042 + 3021}}
+		want := []api.VATGroup{{Percent: 7, NetCents: 4900, VATCents: 343}, {Percent: 19, NetCents: 47700, VATCents: 6042 + 3021}}
 		gross := int64(gross1 + 15900 + 3021)
 		if st.Org != "acme" || len(st.Orders) != 2 || len(st.VAT) != 2 || st.VAT[0] != want[0] || st.VAT[1] != want[1] ||
 			st.NetCents != 52600 || st.GrossCents != gross || st.AuthorizedCents != gross || st.CapturedCents != gross {

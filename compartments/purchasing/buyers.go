@@ -19,6 +19,7 @@ import (
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
+	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/cms"
 )
 
@@ -325,37 +326,6 @@ type session struct {
 	expires time.Time
 }
 
-// LoginRequest is the buyer's signed login message (E2S §6.2.1.1 step 2).
-type LoginRequest struct {
-	Type        string `json:"type"` // "e2sgate.login.v1"
-	Challenge   string `json:"challenge"`
-	Fingerprint string `json:"fingerprint"`
-	Time        string `json:"time"`
-}
-
-// LoginAnswer is the merchant's answer (step 3).
-type LoginAnswer struct {
-	Type      string     `json:"type"` // "e2sgate.session.v1"
-	Session   string     `json:"session"`
-	Expires   string     `json:"expires"`
-	Buyer     MemberView `json:"buyer"`
-	Catalogue string     `json:"catalogue"`
-	// MerchantSignature is a CMS SignedData by the merchant whose content
-	// is this answer without this field.
-	MerchantSignature []byte `json:"merchant_signature,omitempty"`
-}
-
-// MemberView is a member as answers show it.
-type MemberView struct {
-	Org         string   `json:"org"`
-	Fingerprint string   `json:"fingerprint"`
-	Name        string   `json:"name"`
-	Role        string   `json:"role"`
-	LimitCents  int64    `json:"limit_cents"`
-	Categories  []string `json:"categories"`
-	Revoked     bool     `json:"revoked,omitempty"`
-}
-
 func viewOf(org string, m Member) MemberView {
 	return MemberView{Org: org, Fingerprint: m.Fingerprint, Name: m.Name, Role: m.Role, LimitCents: m.LimitCents, Categories: m.Categories, Revoked: m.Revoked}
 }
@@ -388,7 +358,7 @@ func (h *Handler) login(ctx context.Context, c *callpb.Call) *callpb.Response {
 	var req LoginRequest
 	dec := json.NewDecoder(bytes.NewReader(c.GetBody()))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Type != "e2sgate.login.v1" {
+	if err := dec.Decode(&req); err != nil || req.Type != api.TypeLogin {
 		return protocol.Error(400, "bad_login", `want {"type":"e2sgate.login.v1","challenge","fingerprint","time"}`)
 	}
 	t, err := time.Parse(time.RFC3339, req.Time)
@@ -420,7 +390,7 @@ func (h *Handler) login(ctx context.Context, c *callpb.Call) *callpb.Response {
 	id := newToken()
 	h.sessions[id] = session{fp: b.Fingerprint, expires: now.Add(sessionTTL)}
 	h.authMu.Unlock()
-	ans := LoginAnswer{Type: "e2sgate.session.v1", Session: id, Expires: now.Add(sessionTTL).UTC().Format(time.RFC3339),
+	ans := LoginAnswer{Type: api.TypeSession, Session: id, Expires: now.Add(sessionTTL).UTC().Format(time.RFC3339),
 		Buyer: viewOf(b.Org.ID, b.Member), Catalogue: "/cgi-bin/purchasing/private"}
 	doc, _ := json.Marshal(ans)
 	if sig, err := h.sign(ctx, c.GetReqId(), doc); err == nil {

@@ -15,68 +15,8 @@ import (
 	"github.com/e2sgate/e2sgate/internal/cms"
 )
 
-// Order states.
-const (
-	StatusStored       = "stored"       // an anonymous order of the first slice
-	StatusAccepted     = "accepted"     // contract made, payment authorised
-	StatusDelivered    = "delivered"    // goods protected for the buyer, capture asked
-	StatusAcknowledged = "acknowledged" // the buyer's signed acknowledgement is stored
-)
-
-// Authorization is payment's answer to payment/authorize.
-type Authorization struct {
-	Approved     bool   `json:"approved"`
-	AuthCode     string `json:"auth_code,omitempty"`
-	ResponseCode string `json:"response_code,omitempty"`
-	Reason       string `json:"reason,omitempty"`
-	At           string `json:"at,omitempty"`
-}
-
-// Delivery is the soft goods as delivered.
-type Delivery struct {
-	FileName   string `json:"file_name"`
-	Content    []byte `json:"content"`     // the document (kept to check the acknowledgement)
-	SignedData []byte `json:"signed_data"` // the merchant's SignedData inside the encryption
-	Message    []byte `json:"message"`     // what the buyer downloads
-	At         string `json:"at"`
-}
-
-// Capture is payment's answer to payment/capture.
-type Capture struct {
-	Captured bool   `json:"captured"`
-	Detail   string `json:"detail,omitempty"`
-	At       string `json:"at"`
-}
-
-// Ack is the buyer's verified signed file acknowledgement.
-type Ack struct {
-	DER      []byte `json:"der"`
-	FileName string `json:"file_name"`
-	FileSize int64  `json:"file_size"`
-	At       string `json:"at"`
-}
-
-// Order is what the merchant keeps of an order.
-type Order struct {
-	OrderID       string         `json:"order_id"`
-	Created       string         `json:"created"`
-	Status        string         `json:"status"`
-	User          string         `json:"user,omitempty"`
-	Org           string         `json:"org,omitempty"`
-	Buyer         string         `json:"buyer,omitempty"`
-	BuyerName     string         `json:"buyer_name,omitempty"`
-	Terms         string         `json:"terms,omitempty"`
-	Contract      []byte         `json:"contract,omitempty"`
-	Authorization *Authorization `json:"authorization,omitempty"`
-	BackOffice    string         `json:"back_office,omitempty"`
-	Delivery      *Delivery      `json:"delivery,omitempty"`
-	Capture       *Capture       `json:"capture,omitempty"`
-	Ack           *Ack           `json:"acknowledgement,omitempty"`
-	Priced
-}
-
 // view is the order as the buyer sees it: no delivered document in clear.
-func (o *Order) view() any {
+func orderView(o *Order) any {
 	v := *o
 	type deliveryView struct {
 		FileName string `json:"file_name"`
@@ -166,19 +106,6 @@ func (h *Handler) lock(id string) func() {
 	mu := &h.locks[f.Sum32()%uint32(len(h.locks))]
 	mu.Lock()
 	return mu.Unlock
-}
-
-// Card is the purchasing card the buyer pays with; it goes to payment and
-// is never stored here.
-type Card struct {
-	PAN    string `json:"pan"`
-	Expiry string `json:"expiry"` // MM/YY
-}
-
-// AcceptRequest is the body of purchasing/accept.
-type AcceptRequest struct {
-	Acceptance []byte `json:"acceptance"` // the offer with the buyer's signature added, DER (base64 in JSON)
-	Card       Card   `json:"card"`
 }
 
 func contractResponse(status int, o *Order) *callpb.Response {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
+	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/cms"
 )
 
@@ -37,80 +38,13 @@ type Caller interface {
 	Call(ctx context.Context, c *callpb.Call) (*callpb.Response, error)
 }
 
-// Product is one catalogue entry.
-type Product struct {
-	SKU        string `json:"sku"`
-	Name       string `json:"name"`
-	Category   string `json:"category"`
-	PriceCents int64  `json:"price_cents"` // net
-	VATPercent int    `json:"vat_percent"`
-}
-
-// Catalogue is the public catalogue.
-type Catalogue struct {
-	Currency string    `json:"currency"`
-	Products []Product `json:"products"`
-}
-
 // DefaultCatalogue is the embedded demo catalogue.
 var DefaultCatalogue = Catalogue{Currency: "EUR", Products: []Product{
-	{"LIC-STD", "Standard software licence", "software", 19900, 19},
-	{"LIC-PRO", "Professional software licence", "software", 49900, 19},
-	{"DOC-SPEC", "Technical specification (PDF)", "documents", 4900, 7},
-	{"SUP-1Y", "One year support", "services", 12000, 19},
+	{SKU: "LIC-STD", Name: "Standard software licence", Category: "software", PriceCents: 19900, VATPercent: 19},
+	{SKU: "LIC-PRO", Name: "Professional software licence", Category: "software", PriceCents: 49900, VATPercent: 19},
+	{SKU: "DOC-SPEC", Name: "Technical specification (PDF)", Category: "documents", PriceCents: 4900, VATPercent: 7},
+	{SKU: "SUP-1Y", Name: "One year support", Category: "services", PriceCents: 12000, VATPercent: 19},
 }}
-
-// Item is a basket line as the buyer sends it.
-type Item struct {
-	SKU string `json:"sku"`
-	Qty int    `json:"qty"`
-}
-
-// Basket is what the buyer sends.
-type Basket struct {
-	Items []Item `json:"items"`
-}
-
-// Line is a priced basket line.
-type Line struct {
-	SKU        string `json:"sku"`
-	Name       string `json:"name"`
-	Qty        int    `json:"qty"`
-	UnitCents  int64  `json:"unit_cents"`
-	NetCents   int64  `json:"net_cents"`
-	VATPercent int    `json:"vat_percent"`
-	Category   string `json:"category,omitempty"`
-}
-
-// VATGroup is the VAT of all lines with one rate.
-type VATGroup struct {
-	Percent  int   `json:"percent"`
-	NetCents int64 `json:"net_cents"`
-	VATCents int64 `json:"vat_cents"`
-}
-
-// Priced is a priced basket.
-type Priced struct {
-	Currency   string     `json:"currency"`
-	Lines      []Line     `json:"lines"`
-	VAT        []VATGroup `json:"vat"`
-	NetCents   int64      `json:"net_cents"`
-	GrossCents int64      `json:"gross_cents"`
-}
-
-// Offer is the document the merchant signs.
-type Offer struct {
-	Type       string `json:"type"` // "e2sgate.offer.v1"
-	OfferID    string `json:"offer_id"`
-	Merchant   string `json:"merchant"`
-	Issued     string `json:"issued"`
-	ValidUntil string `json:"valid_until"`
-	Terms      string `json:"terms"`
-	Org        string `json:"org,omitempty"`   // the buyer organisation; empty: a quotation only
-	Buyer      string `json:"buyer,omitempty"` // the buyer's certificate fingerprint
-	BuyerName  string `json:"buyer_name,omitempty"`
-	Priced
-}
 
 // Handler serves the purchasing scripts.
 type Handler struct {
@@ -264,13 +198,6 @@ func (h *Handler) product(sku string) (Product, bool) {
 	return Product{}, false
 }
 
-// PrivateProduct is a catalogue entry as one organisation sees it.
-type PrivateProduct struct {
-	Product
-	ListCents int64 `json:"list_cents"`
-	Allowed   bool  `json:"allowed"`
-}
-
 // private is the private catalogue (E2S §2.5): the organisation's contract
 // prices and terms and what this buyer may order.
 func (h *Handler) private(c *callpb.Call) *callpb.Response {
@@ -278,13 +205,7 @@ func (h *Handler) private(c *callpb.Call) *callpb.Response {
 	if resp != nil {
 		return resp
 	}
-	out := struct {
-		Org      map[string]string `json:"org"`
-		Buyer    MemberView        `json:"buyer"`
-		Currency string            `json:"currency"`
-		Terms    string            `json:"terms"`
-		Products []PrivateProduct  `json:"products"`
-	}{Org: map[string]string{"id": b.Org.ID, "name": b.Org.Name}, Buyer: viewOf(b.Org.ID, b.Member), Currency: h.cat.Currency, Terms: h.terms(b)}
+	out := PrivateCatalogue{Org: api.OrgRef{ID: b.Org.ID, Name: b.Org.Name}, Buyer: viewOf(b.Org.ID, b.Member), Currency: h.cat.Currency, Terms: h.terms(b)}
 	for _, p := range h.cat.Products {
 		pp := PrivateProduct{Product: p, ListCents: p.PriceCents, Allowed: b.May(p.Category)}
 		pp.PriceCents = h.unitPrice(p, b)
@@ -340,7 +261,7 @@ func (h *Handler) offer(ctx context.Context, c *callpb.Call) *callpb.Response {
 	}
 	now := h.now().UTC()
 	doc := Offer{
-		Type: "e2sgate.offer.v1", OfferID: newID(), Merchant: merchantName,
+		Type: api.TypeOffer, OfferID: newID(), Merchant: merchantName,
 		Issued: now.Format(time.RFC3339), ValidUntil: now.Add(7 * 24 * time.Hour).Format(time.RFC3339),
 		Terms: h.terms(b), Priced: *p,
 	}
@@ -462,7 +383,7 @@ func (h *Handler) getOrder(ctx context.Context, c *callpb.Call) *callpb.Response
 			unlock()
 		}
 	}
-	return protocol.JSON(200, o.view())
+	return protocol.JSON(200, orderView(o))
 }
 
 func mayRead(b *Buyer, o *Order) bool {

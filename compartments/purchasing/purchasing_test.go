@@ -619,7 +619,7 @@ func TestStatement(t *testing.T) {
 	var st Statement
 	json.Unmarshal(signed.Content, &st)
 	// Order 1: 2×159.00 + 49.00; order 2: 499.00. 19%: 817.00 → 60.42+94.81; 7%: 49.00 → 3.43.
-	want := []VATGroup{{7, 4900, 343}, {19, 31800 + 49900, 6042 + 9481}}
+	want := []VATGroup{{Percent: 7, NetCents: 4900, VATCents: 343}, {Percent: 19, NetCents: 31800 + 49900, VATCents: 6042 + 9481}}
 	if len(st.Orders) != 2 || st.Org != "acme" || len(st.VAT) != 2 || st.VAT[0] != want[0] || st.VAT[1] != want[1] ||
 		st.NetCents != 86600 || st.GrossCents != 86600+343+6042+9481 || st.AuthorizedCents != st.GrossCents ||
 		st.CapturedCents != 31800+4900+6042+343 {

@@ -8,43 +8,13 @@ import (
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
+	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 )
-
-// StatementLine is one order on a statement.
-type StatementLine struct {
-	OrderID         string     `json:"order_id"`
-	Created         string     `json:"created"`
-	Buyer           string     `json:"buyer"`
-	BuyerName       string     `json:"buyer_name"`
-	Status          string     `json:"status"`
-	NetCents        int64      `json:"net_cents"`
-	VAT             []VATGroup `json:"vat"`
-	GrossCents      int64      `json:"gross_cents"`
-	AuthorizedCents int64      `json:"authorized_cents"`
-	AuthCode        string     `json:"auth_code,omitempty"`
-	CapturedCents   int64      `json:"captured_cents"`
-	Acknowledged    bool       `json:"acknowledged"`
-}
-
-// Statement is a buyer organisation's reconciliation (E2S §2.5).
-type Statement struct {
-	Type            string          `json:"type"` // "e2sgate.statement.v1"
-	Org             string          `json:"org"`
-	OrgName         string          `json:"org_name"`
-	Issued          string          `json:"issued"`
-	Currency        string          `json:"currency"`
-	Orders          []StatementLine `json:"orders"`
-	VAT             []VATGroup      `json:"vat"`
-	NetCents        int64           `json:"net_cents"`
-	GrossCents      int64           `json:"gross_cents"`
-	AuthorizedCents int64           `json:"authorized_cents"`
-	CapturedCents   int64           `json:"captured_cents"`
-}
 
 // buildStatement sums an organisation's contracted orders; VAT by rate is
 // the sum of each order's VAT groups (each rounded per order, as invoiced).
 func buildStatement(org *Org, orders []*Order, currency string, now time.Time) *Statement {
-	st := &Statement{Type: "e2sgate.statement.v1", Org: org.ID, OrgName: org.Name, Issued: now.UTC().Format(time.RFC3339), Currency: currency, Orders: []StatementLine{}, VAT: []VATGroup{}}
+	st := &Statement{Type: api.TypeStatement, Org: org.ID, OrgName: org.Name, Issued: now.UTC().Format(time.RFC3339), Currency: currency, Orders: []StatementLine{}, VAT: []VATGroup{}}
 	vat := map[int]*VATGroup{}
 	sort.Slice(orders, func(i, j int) bool { return orders[i].Created < orders[j].Created })
 	for _, o := range orders {

@@ -92,7 +92,7 @@ func DefaultConfigPath() string {
 func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s does not exist; write one (see e2s -help) or pass -config FILE", ErrConfig, path)
+		return nil, fmt.Errorf("%w: %s does not exist; 'e2s init' writes a default one, or pass -config FILE", ErrConfig, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
@@ -229,4 +229,63 @@ func secret(what, env, path string) (string, error) {
 		return "", fmt.Errorf("%w: %s: %s is empty", ErrNoSecret, what, path)
 	}
 	return v, nil
+}
+
+// defaultConfig is the file InitConfig writes: a keystore of PKCS#12 files
+// and a certstore beside it, the password from $E2S_PASSWORD.
+const defaultConfig = `# e2s configuration (see cmd/e2s/README.md); relative paths are relative to this file.
+version: 1
+# The keystore label of your key and certificate ('e2s keygen' makes it).
+credential: %s
+keystore:
+  dir: keystore
+  password_env: E2S_PASSWORD    # or password_file: pass.txt (mode 0600)
+certstore:
+  dir: certstore
+  trust_on_first_use: %t     # true: accept a partner's self-signed certificate on its first exchange
+`
+
+// InitConfig writes a default configuration file at path for the
+// credential label, refusing to overwrite one, and returns it as read.
+func InitConfig(path, credential string, trustOnFirstUse bool) (*Config, error) {
+	if err := validLabel(credential); err != nil {
+		return nil, err
+	}
+	data := fmt.Sprintf(defaultConfig, credential, trustOnFirstUse)
+	if _, err := ParseConfig([]byte(data), filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("init config: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("%s: %w", path, ErrConfigExists)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("init config: %w", err)
+	}
+	if _, err := f.WriteString(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("init config: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("init config: %w", err)
+	}
+	return LoadConfig(path)
+}
+
+// validLabel accepts what a keystore label may be: 1-64 characters of
+// [A-Za-z0-9._-], not starting with '.'.
+func validLabel(label string) error {
+	ok := label != "" && len(label) <= 64 && label[0] != '.'
+	for _, r := range label {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	}
+	if !ok {
+		return fmt.Errorf("credential %q: 1-64 letters, digits, '.', '_' or '-': %w", label, ErrUsage)
+	}
+	return nil
 }

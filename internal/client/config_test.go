@@ -57,3 +57,27 @@ func TestParseConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestInitConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "e2s", "e2s.yaml")
+	c, err := InitConfig(path, "acme-buyer", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Credential != "acme-buyer" || c.ID != "acme-buyer" || c.Keystore.PasswordEnv != DefaultPasswordEnv || !c.Certstore.TrustOnFirstUse ||
+		c.Keystore.Dir != filepath.Join(filepath.Dir(path), "keystore") || c.Certstore.Dir != filepath.Join(filepath.Dir(path), "certstore") {
+		t.Fatalf("config = %+v", c)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("file: %v %v", fi, err)
+	}
+	if _, err := InitConfig(path, "other", false); !errors.Is(err, ErrConfigExists) {
+		t.Fatalf("second init: %v", err)
+	}
+	if c, err := LoadConfig(path); err != nil || c.Credential != "acme-buyer" {
+		t.Fatalf("overwritten: %+v %v", c, err)
+	}
+	if _, err := InitConfig(filepath.Join(t.TempDir(), "x.yaml"), "a/b", false); !errors.Is(err, ErrUsage) {
+		t.Fatalf("bad label: %v", err)
+	}
+}

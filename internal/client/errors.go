@@ -12,6 +12,8 @@ import (
 var (
 	// ErrConfig means the configuration file is missing or refused.
 	ErrConfig = errors.New("invalid configuration")
+	// ErrConfigExists means e2s init found a configuration file already.
+	ErrConfigExists = errors.New("configuration file exists")
 	// ErrNoSecret means the keystore password or token PIN is not available.
 	ErrNoSecret = errors.New("keystore password not available")
 	// ErrUsage means a command was given wrong arguments.
@@ -31,14 +33,15 @@ var hints = []struct {
 	err  error
 	hint string
 }{
-	{ErrConfig, "fix the configuration file (see cmd/e2s/README.md), or pass -config FILE"},
-	{ErrNoSecret, "provide the keystore password as the config's keystore section names it"},
+	{ErrConfigExists, "keep it and go on with 'e2s keygen', edit it, or write another with 'e2s -config FILE init'"},
+	{ErrConfig, "run 'e2s init' to write a default one, or fix the configuration file (see cmd/e2s/README.md), or pass -config FILE"},
+	{ErrNoSecret, "provide the keystore password as the config's keystore section names it (by default: export E2S_PASSWORD=...)"},
 	{keystore.ErrWrongPassword, "the keystore password (or token PIN) is wrong: check the variable or file the config's keystore section names"},
 	{keystore.ErrNotFound, "create the credential with 'e2s keygen', or set credential: in the config to a label 'e2s keystore list' shows"},
 	{keystore.ErrExists, "that label is taken: choose another -label, or use the existing credential"},
 	{keystore.ErrNotDecrypter, "this needs an RSA credential: make one with 'e2s keygen -type rsa-3072'"},
 	{keystore.ErrUnsupported, "the keystore backend cannot do this; see cmd/e2s/README.md"},
-	{certstore.ErrUntrusted, "check the partner's certificate fingerprint out of band, then set certstore.trust_on_first_use: true or add their CA under certstore.roots"},
+	{certstore.ErrUntrusted, "check the partner's certificate fingerprint out of band, then set certstore.trust_on_first_use: true or add their CA under certstore.roots; or swap certificates as files ('e2s cert export', 'e2s certstore add ID CERT.pem')"},
 	{certstore.ErrCertificateChanged, "the partner presented a new certificate: confirm it with them out of band, then 'e2s certstore add ID CERT.pem'"},
 	{certstore.ErrIdentityMismatch, "the certificate does not name that partner id; check the id, or ask the partner for a certificate with that name"},
 	{certstore.ErrStale, "the message is too old or the clocks differ; check the clock and run the exchange again"},

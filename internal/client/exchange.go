@@ -9,8 +9,8 @@ import (
 	"github.com/e2sgate/e2sgate/internal/cms"
 )
 
-// Certificate exchange by signed co-ordination messages carried as files
-// (seeds/000): A runs ExchangeRequest and sends the file to B; B runs
+// Certificate exchange by signed co-ordination messages carried as files:
+// A runs ExchangeRequest and sends the file to B; B runs
 // ExchangeRespond, which stores A's certificate, and sends the answer back;
 // A runs ExchangeComplete with its request and the answer, which stores B's
 // certificate. The request file is A's record of the pending exchange: it
