@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -22,6 +24,7 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/supervisor"
 	"github.com/e2sgate/e2sgate/internal/testctrd"
 	"github.com/e2sgate/e2sgate/internal/testutil"
 )
@@ -62,6 +65,29 @@ func testAppliance(t *testing.T, runtime, config string) {
 		}
 		if resp.TLS == nil || resp.TLS.Version != 0x0304 {
 			t.Fatalf("not TLS 1.3: %+v", resp.TLS)
+		}
+	})
+
+	t.Run("web front certificate published for buyers", func(t *testing.T) {
+		resp, _ := a.do("GET", "/", "", nil)
+		served := resp.TLS.PeerCertificates[0].Raw
+		var st supervisor.Status
+		for i := 0; i < 100 && st.WebCert == ""; i++ {
+			st, _ = a.status()
+			time.Sleep(50 * time.Millisecond)
+		}
+		fi, err := os.Stat(st.WebCert)
+		if err != nil || fi.Mode().Perm() != 0o644 {
+			t.Fatalf("published certificate %q: %v %v", st.WebCert, fi, err)
+		}
+		b, _ := os.ReadFile(st.WebCert)
+		blk, _ := pem.Decode(b)
+		sum := sha256.Sum256(served)
+		if blk == nil || !bytes.Equal(blk.Bytes, served) || st.WebCertSHA256 != strings.ToUpper(hex.EncodeToString(sum[:])) {
+			t.Fatalf("published certificate or fingerprint %s is not the one served", st.WebCertSHA256)
+		}
+		if !strings.Contains(a.logs.String(), "e2sgate is up") {
+			t.Fatal("no 'e2sgate is up' once the appliance serves")
 		}
 	})
 

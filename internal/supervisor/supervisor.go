@@ -16,8 +16,12 @@ package supervisor
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +40,7 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/gateagent"
 	"github.com/e2sgate/e2sgate/internal/config"
+	"github.com/e2sgate/e2sgate/internal/durable"
 	"github.com/e2sgate/e2sgate/outside/site"
 )
 
@@ -74,6 +79,11 @@ type Status struct {
 	Confinement  string                        `json:"confinement"`
 	GatePid      int                           `json:"gate_pid"`
 	Compartments map[string]*CompartmentStatus `json:"compartments"`
+	// WebCert is a world-readable copy of the web front's certificate for
+	// buyers to pin (curl --cacert, e2s buy -cacert), WebCertSHA256 its
+	// fingerprint to give them out of band.
+	WebCert       string `json:"web_cert,omitempty"`
+	WebCertSHA256 string `json:"web_cert_sha256,omitempty"`
 }
 
 // Supervisor runs the appliance described by one config.
@@ -201,8 +211,43 @@ func (s *Supervisor) announce(ctx context.Context) {
 			return
 		}
 	}
-	s.log.Info("e2sgate is up", "url", s.status.URL, "status", filepath.Join(s.cfg.RunDir, "status.json"))
+	s.publishWebCert()
+	s.log.Info("e2sgate is up", "url", s.status.URL, "status", filepath.Join(s.cfg.RunDir, "status.json"),
+		"web_cert", s.status.WebCert, "web_cert_sha256", s.status.WebCertSHA256)
 	fmt.Fprintf(os.Stdout, "e2sgate web front: %s\n", s.status.URL)
+	if s.status.WebCert != "" {
+		fmt.Fprintf(os.Stdout, "its certificate: %s (SHA-256 %s)\n", s.status.WebCert, s.status.WebCertSHA256)
+	}
+}
+
+// publishWebCert copies the web front's certificate (configured, or the
+// self-signed one outside made in its data directory, readable by root
+// only) to <run_dir>/public/web-front.pem, readable by everyone, and notes
+// it and its fingerprint in status.json. A certificate is public; a buyer
+// needs it to pin the web front.
+func (s *Supervisor) publishWebCert() {
+	src := cmp.Or(s.cfg.Outside.TLSCert, filepath.Join(s.dataDir("outside"), "tls", "tls.pem"))
+	b, err := os.ReadFile(src)
+	blk, _ := pem.Decode(b)
+	if err != nil || blk == nil || blk.Type != "CERTIFICATE" {
+		s.log.Warn("web front certificate not published", "file", src, "error", err)
+		return
+	}
+	dir := filepath.Join(s.cfg.RunDir, "public")
+	dst := filepath.Join(dir, "web-front.pem")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		s.log.Warn("web front certificate not published", "error", err)
+		return
+	}
+	if err := durable.WriteFile(dst, pem.EncodeToMemory(blk), 0o644); err != nil {
+		s.log.Warn("web front certificate not published", "error", err)
+		return
+	}
+	sum := sha256.Sum256(blk.Bytes)
+	s.mu.Lock()
+	s.status.WebCert, s.status.WebCertSHA256 = dst, strings.ToUpper(hex.EncodeToString(sum[:]))
+	s.mu.Unlock()
+	s.writeStatus()
 }
 
 // allRunning reports whether every compartment is attached and running.
