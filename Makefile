@@ -29,7 +29,7 @@ test: deps build ## every test (installs what they need first): unit, Rego, end-
 	$(GO) vet ./...
 	E2SGATE_TEST_STRICT=1 $(GO) test -count=1 -timeout 20m ./...
 
-bench: build ## benchmarks, each against its baseline in the same run (ratios printed)
+bench: deps build ## benchmarks (installs what they need first: containerd), each against its baseline in the same run (ratios printed)
 	$(GO) test -run '^$$' -bench Decision -benchtime 3s ./gateagent/
 	$(GO) test -run '^$$' -bench FullPath -benchtime 2000x -timeout 10m ./e2e/
 	$(GO) test -run '^$$' -bench VersusOpenSSL -benchtime 5x ./internal/cms/
