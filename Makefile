@@ -32,7 +32,7 @@ test: deps build ## every test (installs what they need first): unit, Rego, end-
 bench: deps build ## benchmarks (installs what they need first: containerd), each against its baseline in the same run (ratios printed)
 	$(GO) test -run '^$$' -bench Decision -benchtime 3s ./gateagent/
 	$(GO) test -run '^$$' -bench FullPath -benchtime 2000x -timeout 10m ./e2e/
-	$(GO) test -run '^$$' -bench VersusOpenSSL -benchtime 5x ./internal/cms/
+	$(GO) test -run '^$$' -bench VersusOpenSSL -benchtime 5x ./internal/document/cms/
 	$(GO) test -run '^$$' -bench . -benchtime 15x ./compartments/sandbox/
 
 generate: ## regenerate protobuf (protoc) and bpf2go (clang) output; both are committed

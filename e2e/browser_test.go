@@ -22,7 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/e2sgate/e2sgate/internal/auditlog"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 

@@ -18,8 +18,8 @@ import (
 	"testing"
 
 	"github.com/e2sgate/e2sgate/internal/auditlog"
-	"github.com/e2sgate/e2sgate/internal/cms"
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 // e2sClient is the e2s binary with its own configuration, keystore and

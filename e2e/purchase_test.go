@@ -31,7 +31,7 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/payment/acquirer"
 	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 // The acquirer simulator on the internal network, and its approving card.

@@ -626,7 +626,7 @@ func contentInfo(t *testing.T, oid asn1.ObjectIdentifier, content []byte) []byte
 }
 
 // inflateCompressedData decodes RFC 3274 CompressedData (the eContent
-// openssl's verify writes) independently of internal/cms.
+// openssl's verify writes) independently of internal/document/cms.
 func inflateCompressedData(t *testing.T, der []byte) []byte {
 	t.Helper()
 	var cd struct {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 const signedDataType = "application/pkcs7-mime; smime-type=signed-data"

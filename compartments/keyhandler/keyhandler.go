@@ -24,7 +24,7 @@ import (
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 	"github.com/e2sgate/e2sgate/internal/durable"
 )
 

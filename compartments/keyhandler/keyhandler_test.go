@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 func newBuyer(t *testing.T) (*ecdsa.PrivateKey, *x509.Certificate) {

@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/e2sgate/e2sgate/internal/document/envelope"
 	"github.com/e2sgate/e2sgate/internal/durable"
-	"github.com/e2sgate/e2sgate/internal/envelope"
 )
 
 // store keeps payment's state at rest in sealed envelopes (internal/

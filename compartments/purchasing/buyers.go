@@ -20,7 +20,7 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 // Roles of an organisation's members.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 // document is the soft goods of an order: one text file with a licence key

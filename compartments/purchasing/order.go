@@ -12,7 +12,7 @@ import (
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 // view is the order as the buyer sees it: no delivered document in clear.

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/e2sgate/e2sgate/internal/document/envelope"
 	"github.com/e2sgate/e2sgate/internal/durable"
-	"github.com/e2sgate/e2sgate/internal/envelope"
 )
 
 // store keeps named records (orders, issued offers, registered members)

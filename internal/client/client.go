@@ -17,8 +17,8 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/e2sgate/e2sgate/internal/certstore"
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/certstore"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 // Client carries the configuration and opens the keystore and certstore

@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/cms"
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 // ProtectOptions controls Protect.

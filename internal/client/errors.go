@@ -3,10 +3,10 @@ package client
 import (
 	"errors"
 
-	"github.com/e2sgate/e2sgate/internal/certstore"
-	"github.com/e2sgate/e2sgate/internal/cms"
-	"github.com/e2sgate/e2sgate/internal/envelope"
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/certstore"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
+	"github.com/e2sgate/e2sgate/internal/document/envelope"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 var (

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/e2sgate/e2sgate/internal/certstore"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/certstore"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 // Certificate exchange by signed co-ordination messages carried as files:

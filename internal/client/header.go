@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 // SignHeader returns the header signature value over the exact bytes of

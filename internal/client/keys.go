@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 // KeyTypes maps the -type names to keystore key types.

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/e2sgate/e2sgate/internal/envelope"
+	"github.com/e2sgate/e2sgate/internal/document/envelope"
 )
 
 // SealResult describes a sealed envelope.

@@ -33,7 +33,7 @@ func deps(t *testing.T, prog string) map[string]bool {
 // supervisor's program no compartment's code and no CMS.
 func rules() map[string][]string {
 	r := map[string][]string{}
-	daemon := []string{"internal/cms"}
+	daemon := []string{"internal/document/cms"}
 	for _, m := range manifest.All() {
 		r[m.Program()] = m.Forbidden()
 		daemon = append(daemon, m.Code...)
@@ -78,7 +78,7 @@ func TestRulesCoverTheOriginalOnes(t *testing.T) {
 		"cmd/payment":    {"compartments/keyhandler", "compartments/purchasing", "outside", "gateagent", "internal/supervisor"},
 		"cmd/keyhandler": {"compartments/purchasing", "compartments/payment", "outside", "gateagent", "internal/supervisor"},
 		"cmd/inside":     {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "outside", "gateagent"},
-		"cmd/e2sgated":   {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "internal/cms"},
+		"cmd/e2sgated":   {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "internal/document/cms"},
 	}
 	r := rules()
 	for prog, bad := range original {

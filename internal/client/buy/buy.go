@@ -38,10 +38,10 @@ import (
 	"time"
 
 	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
-	"github.com/e2sgate/e2sgate/internal/certstore"
 	"github.com/e2sgate/e2sgate/internal/client"
-	"github.com/e2sgate/e2sgate/internal/cms"
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/certstore"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 // Options are e2s buy's flags.

@@ -23,10 +23,10 @@ import (
 	"time"
 
 	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
-	"github.com/e2sgate/e2sgate/internal/certstore"
 	"github.com/e2sgate/e2sgate/internal/client"
-	"github.com/e2sgate/e2sgate/internal/cms"
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/certstore"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 // merchant plays the purchasing compartment behind the web front: it

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/e2sgate/e2sgate/internal/certstore"
 	"github.com/e2sgate/e2sgate/internal/client"
 	"github.com/e2sgate/e2sgate/internal/client/buy"
+	"github.com/e2sgate/e2sgate/internal/document/certstore"
 )
 
 // cmdBuy parses e2s buy's flags and runs one step of the purchasing

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/e2sgate/e2sgate/internal/client"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 func required(name, value string) error {

@@ -32,7 +32,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/e2sgate/e2sgate/internal/envelope/pb"
+	"github.com/e2sgate/e2sgate/internal/document/envelope/pb"
 )
 
 // Algorithm names as written in the envelope (TRISA's strings).

@@ -27,8 +27,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/e2sgate/e2sgate/internal/envelope"
-	"github.com/e2sgate/e2sgate/internal/envelope/pb"
+	"github.com/e2sgate/e2sgate/internal/document/envelope"
+	"github.com/e2sgate/e2sgate/internal/document/envelope/pb"
 	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 // TestImportRefusesHugeIterationCounts patches the iteration counts of a

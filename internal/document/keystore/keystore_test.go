@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 type backend struct {

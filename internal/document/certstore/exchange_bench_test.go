@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/certstore"
+	"github.com/e2sgate/e2sgate/internal/document/certstore"
 )
 
 // BenchmarkExchange runs one full exchange (request, respond, complete)

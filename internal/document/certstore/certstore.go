@@ -25,7 +25,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 
 	"github.com/e2sgate/e2sgate/internal/durable"
 )

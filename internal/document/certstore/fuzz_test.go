@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/certstore"
+	"github.com/e2sgate/e2sgate/internal/document/certstore"
 )
 
 // FuzzRespond feeds arbitrary bytes as a co-ordination request. Nothing may

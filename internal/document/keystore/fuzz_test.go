@@ -13,7 +13,7 @@ import (
 
 	"software.sslmate.com/src/go-pkcs12"
 
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 // FuzzImportPKCS12 feeds arbitrary bytes as a PKCS#12 file. Nothing may

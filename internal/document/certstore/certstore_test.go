@@ -11,8 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/e2sgate/e2sgate/internal/certstore"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/certstore"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 

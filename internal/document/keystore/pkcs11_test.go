@@ -11,7 +11,7 @@ import (
 
 	"github.com/ThalesGroup/crypto11"
 
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 func TestPKCS11WrongPIN(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/e2sgate/e2sgate/internal/envelope"
+	"github.com/e2sgate/e2sgate/internal/document/envelope"
 )
 
 var benchSizes = []int{1 << 10, 64 << 10, 1 << 20, 16 << 20}

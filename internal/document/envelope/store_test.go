@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/e2sgate/e2sgate/internal/envelope"
+	"github.com/e2sgate/e2sgate/internal/document/envelope"
 )
 
 // TestCryptoErasure seals records to two storage keys, deletes one key and

@@ -501,7 +501,7 @@ const file_envelope_proto_rawDesc = "" +
 	"\x17UNPARSEABLE_TRANSACTION\x10\x98\x01\x12\x13\n" +
 	"\x0eMISSING_FIELDS\x10\x99\x01\x12\x18\n" +
 	"\x13INCOMPLETE_IDENTITY\x10\x9a\x01\x12\x15\n" +
-	"\x10VALIDATION_ERROR\x10\x9b\x01B1Z/github.com/e2sgate/e2sgate/internal/envelope/pbb\x06proto3"
+	"\x10VALIDATION_ERROR\x10\x9b\x01B:Z8github.com/e2sgate/e2sgate/internal/document/envelope/pbb\x06proto3"
 
 var (
 	file_envelope_proto_rawDescOnce sync.Once

@@ -12,7 +12,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 // Automated certificate exchange (seeds/000, "Certificate Exchange"):
@@ -25,7 +25,7 @@ import (
 //	A verifies, checks the nonce, stores B's certificate
 //
 // The body of each message is a JSON Message signed as CMS SignedData
-// (internal/cms) with the sender's certificate chain embedded. A receiver
+// (internal/document/cms) with the sender's certificate chain embedded. A receiver
 // accepts the sender's certificate if it chains to the policy's trust roots,
 // or, when the policy allows trust on first use, if no certificate is
 // stored for that partner yet (or the same one is). Either way the

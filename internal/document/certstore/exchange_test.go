@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/certstore"
-	"github.com/e2sgate/e2sgate/internal/cms"
+	"github.com/e2sgate/e2sgate/internal/document/certstore"
+	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 func exchanger(t *testing.T, id string, p *party, pol certstore.Policy) *certstore.Exchanger {

@@ -8,7 +8,7 @@ import (
 	"crypto/sha256"
 	"testing"
 
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 // BenchmarkSign signs a SHA-256 digest with each key type on each backend.

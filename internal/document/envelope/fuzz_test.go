@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/e2sgate/e2sgate/internal/envelope"
+	"github.com/e2sgate/e2sgate/internal/document/envelope"
 )
 
 // FuzzOpen feeds arbitrary bytes to Unmarshal and Open. Nothing may panic,

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/e2sgate/e2sgate/internal/keystore"
+	"github.com/e2sgate/e2sgate/internal/document/keystore"
 	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
