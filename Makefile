@@ -42,9 +42,10 @@ check-generate: ## fail if the committed protobuf and bpf2go output is not curre
 	E2S_NO_NPM=1 $(GO) generate ./...
 	git diff --exit-code -- '*.pb.go' '*_bpfel.go' '*_bpfel.o'
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, and no link in the docs or comments to a file the repository does not have
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	$(GO) run ./internal/tools/doclinks
 
 images: build ## per-compartment minimal root filesystems under bin/images
 	$(GO) run ./images/cmd/mkimage -out $(BIN)/images

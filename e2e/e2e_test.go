@@ -25,7 +25,7 @@ import (
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/document/cms"
 	"github.com/e2sgate/e2sgate/internal/supervisor"
-	"github.com/e2sgate/e2sgate/internal/testctrd"
+	"github.com/e2sgate/e2sgate/internal/testutil/testctrd"
 	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 

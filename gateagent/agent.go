@@ -1,5 +1,5 @@
-// Package gateagent is the trusted relay between compartments (DESIGN.md §1,
-// §2): for each call it looks the script up in the registry, asks the policy,
+// Package gateagent is the trusted relay between compartments (docs/ARCHITECTURE.md):
+// for each call it looks the script up in the registry, asks the policy,
 // runs the registration's filters, forwards to the target compartment and
 // writes one audit record — in that order, top to bottom in Forward. It
 // never trusts a compartment's claim about itself: the caller is the

@@ -11,7 +11,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// The policy lifecycle (DESIGN.md §3): a candidate set is checked —
+// The policy lifecycle (docs/OPERATIONS.md): a candidate set is checked —
 // compiled in strict mode, its own tests run, its registry validated
 // against the compartments that exist — and compared with the set in force
 // before anyone may propose it; activation swaps the whole set at once

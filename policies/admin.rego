@@ -1,5 +1,5 @@
 # Command authorizations: which operator may run which e2sctl command
-# (DESIGN.md §5, E2S §3.4 separation of duties). Default deny.
+# (docs/OPERATIONS.md, E2S §3.4 separation of duties). Default deny.
 #
 # input:
 #   uid       the caller's uid, from SO_PEERCRED on the admin socket

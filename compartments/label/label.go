@@ -1,4 +1,4 @@
-// Package label is the sensitivity-label lattice of DESIGN.md §3: a label is
+// Package label is the sensitivity-label lattice (docs/ARCHITECTURE.md, labels): a label is
 // a classification plus a set of compartments; A dominates B iff A's
 // classification is at least B's and A's set contains B's. Read needs the
 // subject to dominate the object; write needs equality.

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/e2sgate/e2sgate/compartments/landlock"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/landlock"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 )
 

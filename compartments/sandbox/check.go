@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/e2sgate/e2sgate/compartments/landlock"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/landlock"
 )
 
 // Layer names, as Check reports them.
@@ -256,7 +256,7 @@ func nftGetGen() error {
 }
 
 // checkCgroupBPF loads (and drops) a trivial cgroup/connect4 program, the
-// kind compartments/bpfguard attaches.
+// kind compartments/sandbox/bpfguard attaches.
 func checkCgroupBPF() (string, error) {
 	insns := []uint64{
 		0x00000001000000b7, // r0 = 1 (allow)

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/testctrd"
+	"github.com/e2sgate/e2sgate/internal/testutil/testctrd"
 )
 
 // startContainerd runs a containerd daemon of the test's own: own root,

@@ -13,8 +13,8 @@ import (
 // NetAttacher builds what a compartment's network namespace holds beyond
 // loopback — the veth into the internal network, the default-drop nftables
 // ruleset in the namespace — and attaches the cgroup connect/sock_create
-// programs to the compartment's cgroup v2 directory. compartments/netns and
-// compartments/bpfguard implement it; the supervisor sets Runc.Net.
+// programs to the compartment's cgroup v2 directory. compartments/sandbox/netns and
+// compartments/sandbox/bpfguard implement it; the supervisor sets Runc.Net.
 //
 // Attach runs after the runtime created the (empty, lo up when the mode is
 // not NetNone) namespace at NetnsPath and the cgroup v2 directory, and

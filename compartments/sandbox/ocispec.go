@@ -9,7 +9,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/e2sgate/e2sgate/compartments/landlock"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/landlock"
 	"github.com/e2sgate/e2sgate/images"
 )
 

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/e2sgate/e2sgate/compartments/landlock"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/landlock"
 	"github.com/e2sgate/e2sgate/images"
 )
 

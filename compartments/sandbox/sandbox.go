@@ -10,7 +10,7 @@ import (
 	"net/netip"
 	"os"
 
-	"github.com/e2sgate/e2sgate/compartments/landlock"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/landlock"
 )
 
 // NetMode says which network a compartment is attached to.

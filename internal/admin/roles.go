@@ -12,7 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Roles known to the appliance (DESIGN.md §5).
+// Roles known to the appliance (docs/OPERATIONS.md, roles).
 var Roles = []string{"secadmin", "keyadmin", "auditor", "operator", "contentmgr"}
 
 // Account is one operator.

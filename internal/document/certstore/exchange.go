@@ -15,7 +15,7 @@ import (
 	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
-// Automated certificate exchange (seeds/000, "Certificate Exchange"):
+// Automated certificate exchange (the Layer Security certificate exchange):
 //
 //	A                                            B
 //	|-- Request: SignedData{hello, nonce}  ----->|  B verifies, stores A's

@@ -22,7 +22,7 @@ func exchanger(t *testing.T, id string, p *party, pol certstore.Policy) *certsto
 	return &certstore.Exchanger{ID: id, Key: p.key, Chain: p.chain, Store: s, Policy: pol}
 }
 
-// TestExchange runs the seeds/000 flow: A's first signed message carries
+// TestExchange runs the certificate exchange flow: A's first signed message carries
 // A's certificate, B stores it and answers with its own, A stores B's. A
 // then verifies a document B signs later against the stored certificate.
 func TestExchange(t *testing.T) {

@@ -31,7 +31,7 @@ func TestHeaderSignatureInterop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// As in seeds/004: the signer certificate given on the command line.
+			// As bit-repository message signing does it: the signer certificate given on the command line.
 			if _, err := openssl(t, "cms", "-verify", "-binary", "-inform", "DER", "-in", writeFile(t, "new.sig", der),
 				"-content", writeFile(t, "message", testBody), "-certfile", id.certFile, "-noverify",
 				"-out", filepath.Join(t.TempDir(), "out")); err != nil {

@@ -13,7 +13,7 @@
 //     notes, or the seed documents. In Go files only comments are read;
 //     other text files are read whole; binary files are skipped.
 //
-// Usage, from anywhere in the work tree (make lint runs it):
+// Usage, from anywhere in the work tree (meant to run in make lint):
 //
 //	go run ./internal/tools/doclinks [-C DIR]
 //

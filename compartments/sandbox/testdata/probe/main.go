@@ -45,7 +45,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/e2sgate/e2sgate/compartments/landlock"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/landlock"
 )
 
 // Result is one line of the probe's report.

@@ -16,8 +16,8 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/e2sgate/e2sgate/compartments/bpfguard"
-	"github.com/e2sgate/e2sgate/compartments/netns"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/bpfguard"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/netns"
 	"github.com/e2sgate/e2sgate/compartments/sandbox"
 )
 

@@ -20,8 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/e2sgate/e2sgate/compartments/netns"
-	"github.com/e2sgate/e2sgate/compartments/netns/netnstest"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/netns"
+	"github.com/e2sgate/e2sgate/internal/testutil/netnstest"
 	"github.com/e2sgate/e2sgate/compartments/sandbox"
 )
 

@@ -19,9 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/compartments/bpfguard"
-	"github.com/e2sgate/e2sgate/compartments/netns"
-	"github.com/e2sgate/e2sgate/compartments/netns/netnstest"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/bpfguard"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/netns"
+	"github.com/e2sgate/e2sgate/internal/testutil/netnstest"
 	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/images"
 )

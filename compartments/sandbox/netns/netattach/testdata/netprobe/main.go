@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/e2sgate/e2sgate/compartments/landlock"
-	"github.com/e2sgate/e2sgate/compartments/netns/netnstest"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/landlock"
+	"github.com/e2sgate/e2sgate/internal/testutil/netnstest"
 )
 
 func main() {

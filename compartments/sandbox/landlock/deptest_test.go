@@ -21,7 +21,7 @@ func TestDependencies(t *testing.T) {
 	for _, dep := range strings.Fields(string(out)) {
 		for _, f := range forbidden {
 			if strings.HasPrefix(dep, f) {
-				t.Errorf("compartments/landlock depends on %s", dep)
+				t.Errorf("compartments/sandbox/landlock depends on %s", dep)
 			}
 		}
 	}

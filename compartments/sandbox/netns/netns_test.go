@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/compartments/netns/netnstest"
+	"github.com/e2sgate/e2sgate/internal/testutil/netnstest"
 	"github.com/e2sgate/e2sgate/compartments/sandbox"
 )
 
