@@ -25,8 +25,8 @@ import (
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/document/cms"
 	"github.com/e2sgate/e2sgate/internal/supervisor"
-	"github.com/e2sgate/e2sgate/internal/testutil/testctrd"
 	"github.com/e2sgate/e2sgate/internal/testutil"
+	"github.com/e2sgate/e2sgate/internal/testutil/testctrd"
 )
 
 const basket = `{"items":[{"sku":"LIC-STD","qty":2},{"sku":"DOC-SPEC","qty":1}]}`

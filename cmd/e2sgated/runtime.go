@@ -7,10 +7,10 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/compartments/sandbox/bpfguard"
 	"github.com/e2sgate/e2sgate/compartments/sandbox/netns"
 	"github.com/e2sgate/e2sgate/compartments/sandbox/netns/netattach"
-	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/gateagent"
 	"github.com/e2sgate/e2sgate/internal/config"
 )

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/e2sgate/e2sgate/compartments/sandbox/landlock"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
+	"github.com/e2sgate/e2sgate/compartments/sandbox/landlock"
 )
 
 // Environment the supervisor gives every compartment program.

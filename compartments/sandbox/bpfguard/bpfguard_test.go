@@ -20,9 +20,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/compartments/sandbox/netns"
 	"github.com/e2sgate/e2sgate/internal/testutil/netnstest"
-	"github.com/e2sgate/e2sgate/compartments/sandbox"
 )
 
 func TestMain(m *testing.M) {

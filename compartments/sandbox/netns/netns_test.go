@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/testutil/netnstest"
 	"github.com/e2sgate/e2sgate/compartments/sandbox"
+	"github.com/e2sgate/e2sgate/internal/testutil/netnstest"
 )
 
 func TestMain(m *testing.M) {

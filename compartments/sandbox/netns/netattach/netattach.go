@@ -16,9 +16,9 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/compartments/sandbox/bpfguard"
 	"github.com/e2sgate/e2sgate/compartments/sandbox/netns"
-	"github.com/e2sgate/e2sgate/compartments/sandbox"
 )
 
 // Attacher is a sandbox.NetAttacher.

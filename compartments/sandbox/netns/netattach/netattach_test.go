@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/compartments/sandbox/bpfguard"
 	"github.com/e2sgate/e2sgate/compartments/sandbox/netns"
-	"github.com/e2sgate/e2sgate/internal/testutil/netnstest"
-	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/images"
+	"github.com/e2sgate/e2sgate/internal/testutil/netnstest"
 )
 
 // The internal network of these tests (in a scratch internal namespace;
