@@ -1,14 +1,12 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -584,7 +582,7 @@ func (ss *shadows) start(ctx context.Context, s *Supervisor, files map[string]st
 	labels := s.labels()
 	go func() {
 		defer close(sh.done)
-		err := followLog(sctx, path, st.Size(), func(rec auditlog.Record) {
+		err := auditlog.Follow(sctx, path, st.Size(), func(rec auditlog.Record) {
 			active, ok := gateagent.RecordedVerdict(rec.Reason, rec.Target)
 			if !ok {
 				return
@@ -642,65 +640,6 @@ func (ss *shadows) stop() {
 	}
 }
 
-// followLog calls fn for every complete record appended to the log at
-// path after offset, until ctx ends.
-func followLog(ctx context.Context, path string, offset int64, fn func(auditlog.Record)) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	f, err := os.Open(path)
-	for errors.Is(err, fs.ErrNotExist) { // the gate agent has not made it yet
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		f, err = os.Open(path)
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return err
-	}
-	var pending []byte
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := f.Read(buf)
-		pending = append(pending, buf[:n]...)
-		for {
-			i := bytes.IndexByte(pending, '\n')
-			if i < 0 {
-				break
-			}
-			var rec auditlog.Record
-			if json.Unmarshal(pending[:i], &rec) == nil {
-				fn(rec)
-			}
-			pending = pending[i+1:]
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return err
-		}
-		if n > 0 {
-			continue
-		}
-		// The log shrank (the writer dropped records that never became
-		// durable): go on from its new end.
-		if pos, perr := f.Seek(0, io.SeekCurrent); perr == nil {
-			if st, serr := f.Stat(); serr == nil && st.Size() < pos {
-				f.Seek(st.Size(), io.SeekStart)
-				pending = pending[:0]
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
-}
-
 // startMetrics counts gate decisions and admin commands from the audit logs
 // as they are written, and serves the metrics on a root-only socket and to
 // the operator's `e2sctl metrics`. The returned channel closes when both
@@ -738,7 +677,7 @@ func (s *Supervisor) startMetrics(ctx context.Context, srv *admin.Server, auditD
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := followLog(ctx, p, size(p), fn); err != nil {
+			if err := auditlog.Follow(ctx, p, size(p), fn); err != nil {
 				s.log.Warn("metrics: cannot follow audit log", "log", p, "error", err)
 			}
 		}()
