@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -189,10 +188,9 @@ func (s *Supervisor) reloadGate() {
 	}
 }
 
-// startMetrics counts gate decisions and admin commands from the audit logs
-// as they are written, and serves the metrics on a root-only socket and to
-// the operator's `e2sctl metrics`. The returned channel closes when both
-// followers and the server have stopped.
+// startMetrics gives the metrics the registry in force and the restart
+// counts, runs them on the audit logs, and serves them to the operator's
+// `e2sctl metrics`. The returned channel closes when they have stopped.
 func (s *Supervisor) startMetrics(ctx context.Context, srv *admin.Server, auditDir string) <-chan struct{} {
 	scripts := func() []string {
 		reg, err := gateagent.LoadRegistry(os.DirFS(s.policyDir()), "registry.yaml", config.Names)
@@ -215,36 +213,11 @@ func (s *Supervisor) startMetrics(ctx context.Context, srv *admin.Server, auditD
 		b, err := met.Text()
 		return string(b), err
 	}})
-	size := func(p string) int64 {
-		if st, err := os.Stat(p); err == nil {
-			return st.Size()
-		}
-		return 0
-	}
-	var wg sync.WaitGroup
-	follow := func(p string, fn func(auditlog.Record)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := auditlog.Follow(ctx, p, size(p), fn); err != nil {
-				s.log.Warn("metrics: cannot follow audit log", "log", p, "error", err)
-			}
-		}()
-	}
-	follow(filepath.Join(auditDir, "audit.log"), func(r auditlog.Record) { met.Gate(r, time.Now()) })
-	follow(filepath.Join(auditDir, "admin.log"), func(r auditlog.Record) {
-		met.Admin(strings.TrimPrefix(r.Script, "e2sctl "), r.Decision)
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := met.Serve(ctx, filepath.Join(s.cfg.RunDir, "metrics.sock")); err != nil {
-			s.log.Warn("metrics socket stopped", "error", err)
-		}
-	}()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	return done
+	return met.Run(ctx, metrics.Sources{
+		GateLog:  filepath.Join(auditDir, "audit.log"),
+		AdminLog: filepath.Join(auditDir, "admin.log"),
+		Socket:   filepath.Join(s.cfg.RunDir, "metrics.sock"),
+	}, s.log)
 }
 
 func (s *Supervisor) compartmentArg(args json.RawMessage) (string, error) {
