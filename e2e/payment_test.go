@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/compartments/payment/acquirer"
+	"github.com/e2sgate/e2sgate/internal/sim/acquirer"
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 	"github.com/e2sgate/e2sgate/filters/socks"

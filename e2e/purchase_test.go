@@ -28,7 +28,7 @@ import (
 
 	vnetns "github.com/vishvananda/netns"
 
-	"github.com/e2sgate/e2sgate/compartments/payment/acquirer"
+	"github.com/e2sgate/e2sgate/internal/sim/acquirer"
 	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/document/cms"

@@ -24,7 +24,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/e2sgate/e2sgate/compartments/payment/acquirer"
+	"github.com/e2sgate/e2sgate/internal/sim/acquirer"
 )
 
 func main() {
