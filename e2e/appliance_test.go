@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/e2sgate/e2sgate/internal/auditlog"
-	"github.com/e2sgate/e2sgate/internal/supervisor"
+	"github.com/e2sgate/e2sgate/internal/daemon/supervisor"
 )
 
 var binDir string

@@ -23,8 +23,8 @@ import (
 
 	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
+	"github.com/e2sgate/e2sgate/internal/daemon/supervisor"
 	"github.com/e2sgate/e2sgate/internal/document/cms"
-	"github.com/e2sgate/e2sgate/internal/supervisor"
 	"github.com/e2sgate/e2sgate/internal/testutil"
 	"github.com/e2sgate/e2sgate/internal/testutil/testctrd"
 )

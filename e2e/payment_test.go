@@ -18,11 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/sim/acquirer"
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 	"github.com/e2sgate/e2sgate/filters/socks"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
+	"github.com/e2sgate/e2sgate/internal/sim/acquirer"
 )
 
 // The payment half of issue 5 through the real appliance (runc sandboxes,

@@ -28,10 +28,10 @@ import (
 
 	vnetns "github.com/vishvananda/netns"
 
-	"github.com/e2sgate/e2sgate/internal/sim/acquirer"
 	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/document/cms"
+	"github.com/e2sgate/e2sgate/internal/sim/acquirer"
 )
 
 // The acquirer simulator on the internal network, and its approving card.

@@ -14,7 +14,7 @@ func TestLinksNoApplianceCode(t *testing.T) {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
 	const mod = "github.com/e2sgate/e2sgate/"
-	forbidden := []string{"compartments/", "gateagent", "outside", "inside", "filters", "policies", "internal/supervisor", "internal/config", "internal/admin"}
+	forbidden := []string{"compartments/", "gateagent", "outside", "inside", "filters", "policies", "internal/daemon/supervisor", "internal/daemon/config", "internal/daemon/admin"}
 	// The purchasing wire types are types only (their package has a test
 	// that it links nothing of the module).
 	allowed := map[string]bool{mod + "compartments/purchasing/api": true}

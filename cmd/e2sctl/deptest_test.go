@@ -14,17 +14,17 @@ func TestLinksNoServerCode(t *testing.T) {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
 	deps := strings.Fields(string(out))
-	must := map[string]bool{"github.com/e2sgate/e2sgate/internal/admin/api": false, "github.com/e2sgate/e2sgate/internal/auditlog": false}
+	must := map[string]bool{"github.com/e2sgate/e2sgate/internal/daemon/admin/api": false, "github.com/e2sgate/e2sgate/internal/auditlog": false}
 	for _, d := range deps {
 		if _, ok := must[d]; ok {
 			must[d] = true
 		}
-		for _, bad := range []string{"github.com/open-policy-agent/", "github.com/e2sgate/e2sgate/internal/supervisor", "github.com/e2sgate/e2sgate/gateagent"} {
+		for _, bad := range []string{"github.com/open-policy-agent/", "github.com/e2sgate/e2sgate/internal/daemon/supervisor", "github.com/e2sgate/e2sgate/gateagent"} {
 			if strings.HasPrefix(d, bad) {
 				t.Errorf("e2sctl links %s", d)
 			}
 		}
-		if d == "github.com/e2sgate/e2sgate/internal/admin" {
+		if d == "github.com/e2sgate/e2sgate/internal/daemon/admin" {
 			t.Errorf("e2sctl links the admin server")
 		}
 	}

@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/e2sgate/e2sgate/internal/admin/api"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
+	"github.com/e2sgate/e2sgate/internal/daemon/admin/api"
 )
 
 const (

@@ -14,8 +14,8 @@ import (
 	"syscall"
 
 	"github.com/e2sgate/e2sgate/gateagent"
-	"github.com/e2sgate/e2sgate/internal/config"
-	"github.com/e2sgate/e2sgate/internal/supervisor"
+	"github.com/e2sgate/e2sgate/internal/daemon/config"
+	"github.com/e2sgate/e2sgate/internal/daemon/supervisor"
 )
 
 func main() {

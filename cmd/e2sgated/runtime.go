@@ -12,7 +12,7 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/sandbox/netns"
 	"github.com/e2sgate/e2sgate/compartments/sandbox/netns/netattach"
 	"github.com/e2sgate/e2sgate/gateagent"
-	"github.com/e2sgate/e2sgate/internal/config"
+	"github.com/e2sgate/e2sgate/internal/daemon/config"
 )
 
 // errConfinement: a required confinement layer is missing.

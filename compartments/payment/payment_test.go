@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/sim/acquirer"
 	"github.com/e2sgate/e2sgate/compartments/payment/iso"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 	"github.com/e2sgate/e2sgate/filters/socks"
+	"github.com/e2sgate/e2sgate/internal/sim/acquirer"
 )
 
 const (

@@ -62,7 +62,7 @@ func TestProgramsLinkOnlyTheirOwnCode(t *testing.T) {
 // neither the appliance's config package nor a YAML decoder.
 func TestOutsideLinksNoConfig(t *testing.T) {
 	deps := deps(t, "cmd/outside")
-	for _, bad := range []string{mod + "internal/config", "gopkg.in/yaml.v3", "go.yaml.in/yaml/v3"} {
+	for _, bad := range []string{mod + "internal/daemon/config", "gopkg.in/yaml.v3", "go.yaml.in/yaml/v3"} {
 		if deps[bad] {
 			t.Errorf("cmd/outside links %s", bad)
 		}
@@ -73,10 +73,10 @@ func TestOutsideLinksNoConfig(t *testing.T) {
 // by hand before the manifests existed.
 func TestRulesCoverTheOriginalOnes(t *testing.T) {
 	original := map[string][]string{
-		"cmd/outside":    {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "inside", "gateagent", "internal/supervisor", "compartments/sandbox"},
-		"cmd/purchasing": {"compartments/keyhandler", "compartments/payment", "outside", "gateagent", "internal/supervisor", "compartments/sandbox"},
-		"cmd/payment":    {"compartments/keyhandler", "compartments/purchasing", "outside", "gateagent", "internal/supervisor"},
-		"cmd/keyhandler": {"compartments/purchasing", "compartments/payment", "outside", "gateagent", "internal/supervisor"},
+		"cmd/outside":    {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "inside", "gateagent", "internal/daemon/supervisor", "compartments/sandbox"},
+		"cmd/purchasing": {"compartments/keyhandler", "compartments/payment", "outside", "gateagent", "internal/daemon/supervisor", "compartments/sandbox"},
+		"cmd/payment":    {"compartments/keyhandler", "compartments/purchasing", "outside", "gateagent", "internal/daemon/supervisor"},
+		"cmd/keyhandler": {"compartments/purchasing", "compartments/payment", "outside", "gateagent", "internal/daemon/supervisor"},
 		"cmd/inside":     {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "outside", "gateagent"},
 		"cmd/e2sgated":   {"compartments/keyhandler", "compartments/purchasing", "compartments/payment", "internal/document/cms"},
 	}
@@ -91,5 +91,29 @@ func TestRulesCoverTheOriginalOnes(t *testing.T) {
 				t.Errorf("%s: rule %q lost", prog, b)
 			}
 		}
+	}
+}
+
+// Test rigs and tools stay out of every program; the simulators' code
+// stays out of the appliance's programs (only cmd/acquirer and
+// cmd/backoffice are simulators).
+func TestProgramsLinkNoTestRigs(t *testing.T) {
+	progs, err := exec.Command("go", "list", "../../cmd/...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range strings.Fields(string(progs)) {
+		prog := strings.TrimPrefix(p, mod)
+		t.Run(prog, func(t *testing.T) {
+			for d := range deps(t, prog) {
+				rel := strings.TrimPrefix(d, mod)
+				switch {
+				case strings.HasPrefix(rel, "internal/testutil"), strings.HasPrefix(rel, "internal/tools"):
+					t.Errorf("%s links the test rig %s", prog, rel)
+				case strings.HasPrefix(rel, "internal/sim/") && prog != "cmd/acquirer" && prog != "cmd/backoffice":
+					t.Errorf("%s links the simulator %s", prog, rel)
+				}
+			}
+		})
 	}
 }

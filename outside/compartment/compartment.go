@@ -25,7 +25,7 @@ func init() {
 		Code:    []string{"outside"},
 		// The web front's defaults are here, not in the appliance's config
 		// package (and its YAML decoder).
-		MayNotLink: []string{"gateagent", "internal/supervisor", "compartments/sandbox", "internal/config"},
+		MayNotLink: []string{"gateagent", "internal/daemon/supervisor", "compartments/sandbox", "internal/daemon/config"},
 	})
 }
 

@@ -8,7 +8,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/e2sgate/e2sgate/internal/admin"
+	"github.com/e2sgate/e2sgate/internal/daemon/admin"
 )
 
 // Args carry a policy set's files (read by e2sctl as the operator, never

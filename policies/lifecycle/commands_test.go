@@ -6,7 +6,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/e2sgate/e2sgate/internal/admin"
+	"github.com/e2sgate/e2sgate/internal/daemon/admin"
 )
 
 // The texts below reach the operator through e2sctl and the admin audit

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/e2sgate/e2sgate/internal/config"
+	"github.com/e2sgate/e2sgate/internal/daemon/config"
 	"github.com/e2sgate/e2sgate/policies"
 )
 

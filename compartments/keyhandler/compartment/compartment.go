@@ -14,6 +14,6 @@ func init() {
 		Limits:     manifest.Limits{MemoryMB: 128, Pids: 64, CPUPercent: 50},
 		Network:    manifest.NetLoopback,
 		Code:       []string{"compartments/keyhandler"},
-		MayNotLink: []string{"gateagent", "internal/supervisor"},
+		MayNotLink: []string{"gateagent", "internal/daemon/supervisor"},
 	})
 }

@@ -17,6 +17,6 @@ func init() {
 		Network:    manifest.NetLoopback,
 		SocksVia:   "inside",
 		Code:       []string{"compartments/payment", "compartments/payment/iso"},
-		MayNotLink: []string{"gateagent", "internal/supervisor"},
+		MayNotLink: []string{"gateagent", "internal/daemon/supervisor"},
 	})
 }

@@ -14,6 +14,6 @@ func init() {
 		Limits:     manifest.Limits{MemoryMB: 256, Pids: 128, CPUPercent: 100},
 		Network:    manifest.NetLoopback,
 		Code:       []string{"compartments/purchasing"},
-		MayNotLink: []string{"gateagent", "internal/supervisor", "compartments/sandbox"},
+		MayNotLink: []string{"gateagent", "internal/daemon/supervisor", "compartments/sandbox"},
 	})
 }

@@ -13,7 +13,7 @@
 //	  |<------- {"ok","result"} ---|
 package admin
 
-import "github.com/e2sgate/e2sgate/internal/admin/api"
+import "github.com/e2sgate/e2sgate/internal/daemon/admin/api"
 
 // The wire types live in package api, which e2sctl links without the server.
 type (

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/e2sgate/e2sgate/gateagent"
-	"github.com/e2sgate/e2sgate/internal/admin"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
-	"github.com/e2sgate/e2sgate/internal/config"
-	"github.com/e2sgate/e2sgate/internal/metrics"
+	"github.com/e2sgate/e2sgate/internal/daemon/admin"
+	"github.com/e2sgate/e2sgate/internal/daemon/config"
+	"github.com/e2sgate/e2sgate/internal/daemon/metrics"
 	"github.com/e2sgate/e2sgate/policies"
 	"github.com/e2sgate/e2sgate/policies/lifecycle"
 )

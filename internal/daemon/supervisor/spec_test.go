@@ -10,7 +10,7 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/manifest"
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/sandbox"
-	"github.com/e2sgate/e2sgate/internal/config"
+	"github.com/e2sgate/e2sgate/internal/daemon/config"
 )
 
 // The specs of the compartments that use the SOCKS filter and the back

@@ -39,7 +39,7 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/manifest"
 	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/gateagent"
-	"github.com/e2sgate/e2sgate/internal/config"
+	"github.com/e2sgate/e2sgate/internal/daemon/config"
 	"github.com/e2sgate/e2sgate/internal/durable"
 	"github.com/e2sgate/e2sgate/outside/site"
 )

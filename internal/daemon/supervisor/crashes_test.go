@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e2sgate/e2sgate/internal/config"
+	"github.com/e2sgate/e2sgate/internal/daemon/config"
 )
 
 func TestCrashesBackoffAndGiveUp(t *testing.T) {

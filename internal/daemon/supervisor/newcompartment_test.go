@@ -7,7 +7,7 @@ import (
 
 	"github.com/e2sgate/e2sgate/compartments/manifest"
 	"github.com/e2sgate/e2sgate/compartments/sandbox"
-	"github.com/e2sgate/e2sgate/internal/config"
+	"github.com/e2sgate/e2sgate/internal/daemon/config"
 )
 
 // Adding a compartment is one declaration package and one line in
