@@ -6,6 +6,11 @@ GO      ?= go
 BIN     := bin
 CONFIG  ?=
 PROGRAMS := e2sgated e2sctl outside purchasing payment keyhandler inside acquirer backoffice
+# runc is built from the module go.mod pins (tool directive), with cgo and
+# libseccomp, as runc's own `make static` does: static-pie, so the VM image
+# needs no libseccomp; no libpathrs (a Rust library Debian lacks).
+RUNC_TAGS    := seccomp urfave_cli_no_docs netgo osusergo
+RUNC_LDFLAGS := -s -w -linkmode external -extldflags -static-pie
 
 .PHONY: all build run test bench generate check-generate lint images deps run-deps clean
 
@@ -17,9 +22,10 @@ deps: ## install the Debian packages and Go modules the build and tests need
 run-deps: ## install only what running the appliance needs
 	@./.ci/deps run
 
-build: ## build every program into bin/ (appliance programs static; e2s with cgo for PKCS#11)
+build: ## build every program into bin/ (appliance programs static; e2s with cgo for PKCS#11; the pinned runc)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(PROGRAMS))
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/e2s
+	CGO_ENABLED=1 $(GO) build -trimpath -buildmode=pie -tags '$(RUNC_TAGS)' -ldflags '$(RUNC_LDFLAGS)' -o $(BIN)/runc github.com/opencontainers/runc
 
 run: run-deps build ## start the appliance on its embedded defaults (or CONFIG=file)
 	$(BIN)/e2sgated $(if $(CONFIG),-config $(CONFIG))
