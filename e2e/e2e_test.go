@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/e2sgate/e2sgate/compartments/purchasing"
+	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/cms"
 	"github.com/e2sgate/e2sgate/internal/testctrd"
@@ -53,6 +54,20 @@ func TestAppliance(t *testing.T) {
 
 func testAppliance(t *testing.T, runtime, config string) {
 	a := startAppliance(t, config)
+
+	t.Run("status names the pinned runc", func(t *testing.T) {
+		st, err := a.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := sandbox.RuncVersion
+		if runtime == "exec" {
+			want = ""
+		}
+		if st.Runc != want {
+			t.Errorf("status.json runc = %q, want %q", st.Runc, want)
+		}
+	})
 
 	t.Run("static page", func(t *testing.T) {
 		resp, body := a.do("GET", "/", "", nil)
