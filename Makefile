@@ -38,7 +38,7 @@ bench: build ## benchmarks, each against its baseline in the same run (ratios pr
 	$(GO) test -run '^$$' -bench Decision -benchtime 3s ./gateagent/
 	$(GO) test -run '^$$' -bench FullPath -benchtime 2000x -timeout 10m ./e2e/
 	$(GO) test -run '^$$' -bench VersusOpenSSL -benchtime 5x ./internal/cms/
-	$(GO) test -run '^$$' -bench . -benchtime 15x ./compartments/sandbox/
+	$(GO) test -run '^$$' -bench . -benchtime 15x ./compartments/sandbox/  # E2S_RUNC_BASELINE=/usr/sbin/runc: pinned runc vs that one
 
 generate: ## regenerate protobuf (protoc) and bpf2go (clang) output; both are committed
 	$(GO) generate ./...
