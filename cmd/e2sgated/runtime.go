@@ -41,6 +41,10 @@ func runtimeFor(cfg *config.Config, log *slog.Logger, audit func(gateagent.Event
 				log.Info("confinement layer present", "layer", l.Layer, "detail", l.Detail)
 			}
 		}
+		if err := report.Err(); errors.Is(err, sandbox.ErrNoRunc) {
+			// Lowering confinement cannot help: every sandbox runs runc.
+			return nil, nil, fmt.Errorf("%w: %w", errConfinement, err)
+		}
 		if err := report.Err(); err != nil && cfg.Confinement == "required" {
 			return nil, nil, fmt.Errorf("%w: %v; fix the host (see README) or set confinement: lowered in the config", errConfinement, err)
 		}
