@@ -7,6 +7,11 @@ BIN     := bin
 CONFIG  ?=
 # every program under cmd/ (each compartment has one, see compartments/builtins); e2s needs cgo
 PROGRAMS := $(filter-out e2s,$(notdir $(wildcard cmd/*)))
+# runc is built from the module go.mod pins (tool directive), with cgo and
+# libseccomp, as runc's own `make static` does: static-pie, so the VM image
+# needs no libseccomp; no libpathrs (a Rust library Debian lacks).
+RUNC_TAGS    := seccomp urfave_cli_no_docs netgo osusergo
+RUNC_LDFLAGS := -s -w -linkmode external -extldflags -static-pie
 
 .PHONY: all build run test bench generate check-generate lint images deps run-deps clean
 
@@ -18,9 +23,10 @@ deps: ## install the Debian packages and Go modules the build and tests need
 run-deps: ## install only what running the appliance needs
 	@./.ci/deps run
 
-build: ## build every program into bin/ (appliance programs static; e2s with cgo for PKCS#11)
+build: ## build every program into bin/ (appliance programs static; e2s with cgo for PKCS#11; the pinned runc)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(PROGRAMS))
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/e2s
+	CGO_ENABLED=1 $(GO) build -trimpath -buildmode=pie -tags '$(RUNC_TAGS)' -ldflags '$(RUNC_LDFLAGS)' -o $(BIN)/runc github.com/opencontainers/runc
 
 run: run-deps build ## start the appliance on its embedded defaults (or CONFIG=file)
 	$(BIN)/e2sgated $(if $(CONFIG),-config $(CONFIG))
@@ -33,7 +39,7 @@ bench: deps build ## benchmarks (installs what they need first: containerd), eac
 	$(GO) test -run '^$$' -bench Decision -benchtime 3s ./gateagent/
 	$(GO) test -run '^$$' -bench FullPath -benchtime 2000x -timeout 10m ./e2e/
 	$(GO) test -run '^$$' -bench VersusOpenSSL -benchtime 5x ./internal/document/cms/
-	$(GO) test -run '^$$' -bench . -benchtime 15x ./compartments/sandbox/
+	$(GO) test -run '^$$' -bench . -benchtime 15x ./compartments/sandbox/  # E2S_RUNC_BASELINE=/usr/sbin/runc: pinned runc vs that one
 
 generate: ## regenerate protobuf (protoc) and bpf2go (clang) output; both are committed
 	$(GO) generate ./...

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/daemon/supervisor"
 )
@@ -37,6 +38,16 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build programs:", err)
+		os.Exit(1)
+	}
+	// The sandboxes run the pinned runc `make build` put in bin/, found
+	// beside e2sgated as in an installed appliance.
+	runc, err := sandbox.PinnedRunc(filepath.Join("..", "bin"))
+	if err == nil {
+		err = os.Symlink(runc, filepath.Join(dir, "runc"))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
 	binDir = dir

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
+	"github.com/e2sgate/e2sgate/compartments/sandbox"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/daemon/supervisor"
 	"github.com/e2sgate/e2sgate/internal/document/cms"
@@ -57,6 +58,20 @@ func TestAppliance(t *testing.T) {
 
 func testAppliance(t *testing.T, runtime, config string) {
 	a := startAppliance(t, config)
+
+	t.Run("status names the pinned runc", func(t *testing.T) {
+		st, err := a.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := sandbox.RuncVersion
+		if runtime == "exec" {
+			want = ""
+		}
+		if st.Runc != want {
+			t.Errorf("status.json runc = %q, want %q", st.Runc, want)
+		}
+	})
 
 	t.Run("static page", func(t *testing.T) {
 		resp, body := a.do("GET", "/", "", nil)

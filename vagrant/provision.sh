@@ -3,7 +3,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq runc nftables iproute2 openssl ca-certificates >/dev/null
+apt-get install -y -qq nftables iproute2 openssl ca-certificates >/dev/null
 
 install -d -m 0755 /opt/e2sgate/bin /etc/e2sgate
 install -m 0755 /vagrant/bin/* /opt/e2sgate/bin/

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/e2sgate/e2sgate/compartments/sandbox"
@@ -27,13 +28,22 @@ func runtimeFor(cfg *config.Config, log *slog.Logger, audit func(gateagent.Event
 	case "exec":
 		return sandbox.Exec{}, func() error { return nil }, nil
 	case "runc", "containerd":
-		report := sandbox.Check()
+		// The pinned runc `make build` puts beside the programs.
+		runc, err := runcBinary(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		report := (&sandbox.Runc{Binary: runc}).Check()
 		for _, l := range report {
 			if l.Err != nil {
 				log.Warn("confinement layer missing", "layer", l.Layer, "error", l.Err)
 			} else {
 				log.Info("confinement layer present", "layer", l.Layer, "detail", l.Detail)
 			}
+		}
+		if err := report.Err(); errors.Is(err, sandbox.ErrNoRunc) {
+			// Lowering confinement cannot help: every sandbox runs runc.
+			return nil, nil, fmt.Errorf("%w: %w", errConfinement, err)
 		}
 		if err := report.Err(); err != nil && cfg.Confinement == "required" {
 			return nil, nil, fmt.Errorf("%w: %v; fix the host (see README) or set confinement: lowered in the config", errConfinement, err)
@@ -46,6 +56,7 @@ func runtimeFor(cfg *config.Config, log *slog.Logger, audit func(gateagent.Event
 			audit(gateagent.Event{Compartment: e.Compartment, Kind: "kernel/" + string(e.Kind), Decision: "deny", Reason: e.Reason(), Detail: e.String()})
 		}
 		r := &sandbox.Runc{
+			Binary:       runc,
 			CgroupParent: cfg.Instance,
 			IDPrefix:     cfg.Instance + "-",
 			StateDir:     cfg.RunDir,
@@ -62,6 +73,20 @@ func runtimeFor(cfg *config.Config, log *slog.Logger, audit func(gateagent.Event
 	return nil, nil, fmt.Errorf("runtime %q is not built into this e2sgated", cfg.Runtime)
 }
 
+// runcBinary is bin_dir/runc (bin_dir defaults to e2sgated's directory,
+// as for the compartment programs).
+func runcBinary(cfg *config.Config) (string, error) {
+	dir := cfg.BinDir
+	if dir == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return "", fmt.Errorf("find own executable: %w", err)
+		}
+		dir = filepath.Dir(self)
+	}
+	return filepath.Join(dir, "runc"), nil
+}
+
 // viaContainerd starts compartments as containerd tasks with the same
 // confinement as runc. containerd cannot hand a task a file descriptor, so
 // a compartment that needs one (outside: the web listener) runs under runc.
@@ -72,6 +97,9 @@ type viaContainerd struct {
 }
 
 func (v viaContainerd) Name() string { return "containerd" }
+
+// Version is the runc version (the shim and the fallback both run it).
+func (v viaContainerd) Version() string { return v.runc.Version() }
 
 func (v viaContainerd) Start(ctx context.Context, s sandbox.Spec) (sandbox.Process, error) {
 	if len(s.ExtraFiles) > 0 {

@@ -24,7 +24,7 @@ type cgroupMount struct {
 // cgroupMounts lists the cgroup hierarchies mounted on this host. On a
 // hybrid host (systemd's layout, and this VM's) the resource controllers
 // are v1 hierarchies and a controller-less cgroup2 is mounted at
-// /sys/fs/cgroup/unified; runc 1.1's cgroupfs driver then sets the limits in
+// /sys/fs/cgroup/unified; runc's cgroupfs driver then sets the limits in
 // the v1 hierarchies and also puts the container into a cgroup of the same
 // path in the unified hierarchy, which is where cgroup BPF programs attach.
 func cgroupMounts() ([]cgroupMount, error) {

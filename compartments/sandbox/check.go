@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -58,6 +59,7 @@ func (r Report) Err() error {
 // nf_tables for its generation in a throwaway network namespace), and
 // reports what is missing. The supervisor calls it at start and refuses to
 // run when Err() is not nil, unless its config lowers the requirement.
+// The runc it checks is the one beside the running program.
 func Check() Report { return (&Runc{}).Check() }
 
 // Check is the package Check for this runtime's runc binary.
@@ -65,7 +67,13 @@ func (r *Runc) Check() Report {
 	return Report{
 		check(LayerNamespaces, checkNamespaces),
 		check(LayerUserns, checkUserns),
-		check(LayerRunc, func() (string, error) { return checkRunc(r.binary()) }),
+		check(LayerRunc, func() (string, error) {
+			bin, err := r.runc()
+			if err != nil {
+				return "", err
+			}
+			return checkRunc(bin)
+		}),
 		check(LayerSeccomp, checkSeccomp),
 		check(LayerLandlock, checkLandlock),
 		check(LayerCgroups, checkCgroups),
@@ -117,23 +125,65 @@ func checkUserns() (string, error) {
 	return "mapped root to " + strconv.Itoa(DefaultRootHostID), nil
 }
 
-var runcVersionRE = regexp.MustCompile(`runc version (\d+)\.(\d+)\.(\d+)`)
+// RuncVersion is the runc release go.mod pins with its tool directive
+// (TestRuncVersionIsPinned keeps the two equal); `make build` builds it
+// into bin/runc. Check refuses any other runc.
+const RuncVersion = "1.5.3"
 
-func checkRunc(bin string) (string, error) {
+var runcVersionRE = regexp.MustCompile(`runc version (\S+)`)
+
+// runcVersion asks bin for its version ("1.5.3", "1.1.5+ds1").
+func runcVersion(bin string) (string, error) {
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil {
-		return "", fmt.Errorf("%s: %w (Debian package runc)", bin, err)
+		return "", fmt.Errorf("%w: %s --version: %w", ErrNoRunc, bin, err)
 	}
 	m := runcVersionRE.FindSubmatch(out)
 	if m == nil {
-		return "", fmt.Errorf("%s: unknown version output %q", bin, out)
+		return "", fmt.Errorf("%w: %s: unknown version output %q", ErrNoRunc, bin, out)
 	}
-	major, _ := strconv.Atoi(string(m[1]))
-	minor, _ := strconv.Atoi(string(m[2]))
-	if major < 1 || (major == 1 && minor < 1) {
-		return "", fmt.Errorf("%s is %s, need >= 1.1", bin, m[0])
+	return string(m[1]), nil
+}
+
+// checkRunc: bin is there and is the pinned release.
+func checkRunc(bin string) (string, error) {
+	v, err := runcVersion(bin)
+	if err != nil {
+		return "", err
 	}
-	return string(m[0][len("runc version "):]), nil
+	if v != RuncVersion {
+		return "", fmt.Errorf("%w: %s is runc %s, want the pinned %s", ErrNoRunc, bin, v, RuncVersion)
+	}
+	return v, nil
+}
+
+// PinnedRunc returns the runc in dir (a bin/ that `make build` filled) if
+// it is the pinned release, or an error wrapping ErrNoRunc. Tests that
+// start real sandboxes use it to find the runc the appliance runs.
+func PinnedRunc(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrNoRunc, err)
+	}
+	bin, err := (&Runc{Binary: filepath.Join(dir, "runc")}).runc()
+	if err != nil {
+		return "", err
+	}
+	if _, err := checkRunc(bin); err != nil {
+		return "", err
+	}
+	return bin, nil
+}
+
+// Version is the version the runtime's runc reports ("" if it cannot be
+// run); the supervisor puts it in status.json.
+func (r *Runc) Version() string {
+	bin, err := r.runc()
+	if err != nil {
+		return ""
+	}
+	v, _ := runcVersion(bin)
+	return v
 }
 
 func checkSeccomp() (string, error) {
@@ -165,7 +215,7 @@ func checkLandlock() (string, error) {
 	return d, nil
 }
 
-// checkCgroups: memory, pids and cpu controllers where runc 1.1 will use
+// checkCgroups: memory, pids and cpu controllers where runc will use
 // them (the v2 hierarchy on a unified host, v1 hierarchies on a hybrid one)
 // and a cgroup2 hierarchy for the BPF hooks.
 func checkCgroups() (string, error) {

@@ -41,7 +41,7 @@ import (
 type Containerd struct {
 	// Runc holds the confinement settings shared with the runc runtime
 	// (StateDir, ImageDir, CgroupParent, IDPrefix, RootHostID, Net, Log);
-	// Runc.Binary is the runc the shim runs.
+	// Runc.Binary is the runc the shim runs (the pinned one, as for runc).
 	Runc
 	// Address is containerd's gRPC socket.
 	Address string
@@ -81,6 +81,11 @@ func (c *Containerd) Start(ctx context.Context, s Spec) (_ Process, err error) {
 	if len(s.ExtraFiles) > 0 {
 		return nil, fmt.Errorf("start %s: %w: file descriptors (ExtraFiles)", s.Name, ErrUnsupported)
 	}
+	// An empty BinaryName would let the shim run "runc" from its PATH.
+	bin, err := c.runc()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.Name, err)
+	}
 	client, err := c.connect()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w: %w", s.Name, ErrStart, err)
@@ -111,7 +116,7 @@ func (c *Containerd) Start(ctx context.Context, s Spec) (_ Process, err error) {
 	}
 	p.ctr, err = client.NewContainer(ctx, pp.paths.id,
 		containerd.WithSpec(pp.oci),
-		containerd.WithRuntime("io.containerd.runc.v2", &options.Options{BinaryName: c.binary(), Root: filepath.Join(c.stateDir(), "containerd-runc")}))
+		containerd.WithRuntime("io.containerd.runc.v2", &options.Options{BinaryName: bin, Root: filepath.Join(c.stateDir(), "containerd-runc")}))
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w: container: %w", s.Name, ErrStart, err)
 	}

@@ -15,6 +15,10 @@ var (
 	ErrNoNetAttacher = errors.New("sandbox: no network attacher for veth")
 	// ErrStart: the runtime failed to start the compartment.
 	ErrStart = errors.New("sandbox: start failed")
+	// ErrNoRunc: the runc go.mod pins is not where the runtime looks for
+	// it (bin/runc, beside e2sgated), or a different runc is there. There
+	// is no fallback to a runc on PATH: `make build` builds the pinned one.
+	ErrNoRunc = errors.New("sandbox: pinned runc missing (run `make build`)")
 )
 
 var (

@@ -66,6 +66,17 @@ func probe(t testing.TB) string {
 	return probeBin
 }
 
+// pinnedRunc is the runc `make build` put in the module's bin/ (the one
+// the appliance runs); the test fails, saying to run make build, without.
+func pinnedRunc(t testing.TB) string {
+	t.Helper()
+	bin, err := PinnedRunc(filepath.Join("..", "..", "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 // requireRoot: the sandbox needs root; CI runs as root, so this fails
 // rather than skips.
 func requireRoot(t testing.TB) {
@@ -91,6 +102,7 @@ func newTestRunc(t testing.TB) *Runc {
 		level = slog.LevelInfo // keep benchmark output readable
 	}
 	r := &Runc{
+		Binary:       pinnedRunc(t),
 		StateDir:     filepath.Join(dir, "state"),
 		ImageDir:     filepath.Join(dir, "images"),
 		CgroupParent: "e2sgate-test-" + tag,

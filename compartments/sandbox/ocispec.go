@@ -124,7 +124,8 @@ func ociSpec(s Spec, o ociOptions) (*specs.Spec, error) {
 	}
 
 	sp := &specs.Spec{
-		// runc 1.1 speaks runtime-spec 1.0.2; nothing below is newer.
+		// Nothing below is newer than runtime-spec 1.0.2 (runc 1.5
+		// speaks 1.3.0, which accepts it).
 		Version:  "1.0.2",
 		Hostname: s.Name,
 		Root:     &specs.Root{Path: o.Rootfs, Readonly: true},

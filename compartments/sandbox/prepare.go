@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/e2sgate/e2sgate/images"
 )
 
 // prepared is what every OCI runtime backend sets up around a compartment
@@ -51,7 +49,7 @@ func (pp *prepared) setup(ctx context.Context) (err error) {
 		if r.ImageDir == "" {
 			return fmt.Errorf("start %s: %w: no Rootfs and no ImageDir", s.Name, ErrInvalidSpec)
 		}
-		if rootfs, err = images.Build(r.ImageDir, s.Name, s.Binary); err != nil {
+		if rootfs, err = buildImage(r.ImageDir, s.Name, s.Binary); err != nil {
 			return fmt.Errorf("start %s: %w", s.Name, err)
 		}
 	}

@@ -26,9 +26,9 @@ import (
 // constructor, nsexec, doing the namespace dance before the Go runtime
 // starts). Linking libcontainer would make the supervisor that binary: cgo,
 // a C constructor running in every supervisor process, and runc's large
-// dependency tree inside the one long-lived root process. The Debian binary
-// is one audited, separately patched package (security updates without
-// rebuilding us); the boundary to it is a JSON file and a command line,
+// dependency tree inside the one long-lived root process. The binary is
+// the release go.mod pins (RuncVersion), built by `make build` into bin/
+// beside e2sgated; the boundary to it is a JSON file and a command line,
 // and the cost, one fork+exec per start, is measured in the benchmark.
 //
 // Sequence of Start (the compartment's program runs only at step 6):
@@ -42,13 +42,17 @@ import (
 //	 5 ◀──── pid file ─────────── execve ───────────────────▶ 6 landlock.RestrictSelf
 //	 7 Wait ◀─── exit status ─── (runc run waits, deletes)
 //
-// runc 1.1 on this hybrid cgroup host: its cgroupfs driver writes memory,
-// pids and cpu limits into the v1 hierarchies (where the controllers are)
-// and adds the container to the same path in the controller-less cgroup2
-// hierarchy at /sys/fs/cgroup/unified, which is where the cgroup BPF hooks
-// attach. Close removes the directories in every hierarchy.
+// runc on this hybrid cgroup host (cgroup v1 is deprecated since runc 1.4,
+// still supported): its cgroupfs driver writes memory, pids and cpu limits
+// into the v1 hierarchies (where the controllers are) and adds the
+// container to the same path in the controller-less cgroup2 hierarchy at
+// /sys/fs/cgroup/unified, which is where the cgroup BPF hooks attach.
+// Close removes the directories in every hierarchy.
 type Runc struct {
-	Binary string // default /usr/sbin/runc
+	// Binary is the absolute path of the pinned runc (default: runc in the
+	// directory of the running program, where `make build` puts it). It is
+	// never looked up on PATH.
+	Binary string
 	// StateDir holds runc's state (runc/), the bundles (bundles/) and the
 	// network namespace files (netns/). Default /run/e2sgate.
 	StateDir string
@@ -71,7 +75,30 @@ type Runc struct {
 
 func (r *Runc) Name() string { return "runc" }
 
-func (r *Runc) binary() string   { return cmp.Or(r.Binary, "/usr/sbin/runc") }
+func (r *Runc) binary() string {
+	if r.Binary != "" {
+		return r.Binary
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "" // refused by runc()
+	}
+	return filepath.Join(filepath.Dir(exe), "runc")
+}
+
+// runc returns the runc binary to run, or an error wrapping ErrNoRunc when
+// it is not there. It does not run it: Check compares its version.
+func (r *Runc) runc() (string, error) {
+	bin := r.binary()
+	if !filepath.IsAbs(bin) {
+		return "", fmt.Errorf("%w: runc path %q is not absolute", ErrNoRunc, bin)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrNoRunc, err)
+	}
+	return bin, nil
+}
+
 func (r *Runc) stateDir() string { return cmp.Or(r.StateDir, "/run/e2sgate") }
 func (r *Runc) log() *slog.Logger {
 	if r.Log == nil {
@@ -101,6 +128,10 @@ func (r *Runc) paths(name string) runcPaths {
 
 // Start confines and starts compartment s. On error nothing is left behind.
 func (r *Runc) Start(ctx context.Context, s Spec) (_ Process, err error) {
+	bin, err := r.runc()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.Name, err)
+	}
 	pp, err := r.newPrepared(s)
 	if err != nil {
 		return nil, err
@@ -121,7 +152,7 @@ func (r *Runc) Start(ctx context.Context, s Spec) (_ Process, err error) {
 	if n := len(s.ExtraFiles); n > 0 {
 		args = append(args, "--preserve-fds", strconv.Itoa(n))
 	}
-	cmd := exec.Command(r.binary(), append(args, p.paths.id)...)
+	cmd := exec.Command(bin, append(args, p.paths.id)...)
 	// Not a terminal: runc passes its own stdio to the program, so the
 	// program writes straight into what we give here (go-plugin reads its
 	// handshake line from stdout). A non-*os.File writer gets a pipe that

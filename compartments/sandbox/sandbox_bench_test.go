@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -126,4 +130,54 @@ func BenchmarkStartContainerd(b *testing.B) {
 	}
 	b.StopTimer()
 	reportMedian(b, "start", ds)
+}
+
+// BenchmarkStartVersusBaselineRunc: BenchmarkStart with the pinned runc and
+// with each runc in $E2S_RUNC_BASELINE (paths separated by ':', e.g. a
+// distribution's), starts alternating so all see the same machine load;
+// reports each median and pinned/baseline-N, for the time to the first
+// line and for the CPU time runc used (runc run and its init, less load
+// sensitive on a busy machine).
+func BenchmarkStartVersusBaselineRunc(b *testing.B) {
+	env := os.Getenv("E2S_RUNC_BASELINE")
+	if env == "" {
+		b.Skip("set E2S_RUNC_BASELINE to runc binaries (':'-separated) to compare the pinned one with")
+	}
+	rts := []*Runc{newTestRunc(b)}
+	for i, bin := range strings.Split(env, ":") {
+		v, err := runcVersion(bin)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("baseline-%d: runc %s (%s)", i+1, v, bin)
+		r := newTestRunc(b)
+		r.Binary = bin
+		rts = append(rts, r)
+	}
+	s := probeSpec(b, "purchasing", probeUID, "sleep")
+	ds := make([][]time.Duration, len(rts))
+	cpu := make([][]time.Duration, len(rts))
+	for i := -1; i < max(b.N, 10); i++ {
+		for j, r := range rts {
+			d, p := startToFirstLine(b, r, s)
+			if err := p.Close(); err != nil {
+				b.Fatal(err)
+			}
+			if i >= 0 { // the first round builds the images
+				ds[j] = append(ds[j], d)
+				ru := p.(*runcProcess).cmd.ProcessState.SysUsage().(*syscall.Rusage)
+				cpu[j] = append(cpu[j], time.Duration(ru.Utime.Nano()+ru.Stime.Nano()))
+			}
+		}
+	}
+	b.StopTimer()
+	reportMedian(b, "pinned-"+RuncVersion, ds[0])
+	reportMedian(b, "pinned-cpu", cpu[0])
+	for j := 1; j < len(ds); j++ {
+		name := "baseline-" + strconv.Itoa(j)
+		reportMedian(b, name, ds[j])
+		reportMedian(b, name+"-cpu", cpu[j])
+		b.ReportMetric(float64(ds[0][len(ds[0])/2])/float64(ds[j][len(ds[j])/2]), "pinned/"+name)
+		b.ReportMetric(float64(cpu[0][len(cpu[0])/2])/float64(cpu[j][len(cpu[j])/2]), "pinned/"+name+"-cpu")
+	}
 }

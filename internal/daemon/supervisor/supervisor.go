@@ -77,6 +77,7 @@ type CompartmentStatus struct {
 type Status struct {
 	URL          string                        `json:"url"`
 	Confinement  string                        `json:"confinement"`
+	Runc         string                        `json:"runc,omitempty"` // version of the pinned runc the sandboxes run
 	GatePid      int                           `json:"gate_pid"`
 	Compartments map[string]*CompartmentStatus `json:"compartments"`
 	// WebCert is a world-readable copy of the web front's certificate for
@@ -132,6 +133,9 @@ func New(cfg *config.Config, log *slog.Logger, rt sandbox.Runtime) (*Supervisor,
 		if _, err := os.Stat(filepath.Join(bin, n)); err != nil {
 			return nil, fmt.Errorf("compartment program %s: %w; build it with `make build` or set bin_dir", n, err)
 		}
+	}
+	if v, ok := rt.(interface{ Version() string }); ok {
+		s.status.Runc = v.Version()
 	}
 	if os.Geteuid() != 0 {
 		log.Warn("not running as root: every compartment runs under your own uid")
