@@ -125,7 +125,12 @@ func newEnv(t *testing.T) env {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	host := netns.New(netns.Config{Prefix: "e2st" + tag + "-", Logger: log})
 	ev := &events{}
+	runc, err := sandbox.PinnedRunc(filepath.Join("..", "..", "..", "..", "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := &sandbox.Runc{
+		Binary:       runc,
 		StateDir:     filepath.Join(dir, "state"),
 		ImageDir:     filepath.Join(dir, "images"),
 		CgroupParent: "e2sgate-nettest-" + tag,
