@@ -220,3 +220,15 @@ func checkAccount(db AccountDB, a Account) error {
 	}
 	return nil
 }
+
+// Mismatches lists the accounts the system account database does not know
+// by the role book's name; they hold no role until root fixes either.
+func (b *RoleBook) Mismatches(db AccountDB) []error {
+	var errs []error
+	for _, a := range b.Accounts() {
+		if err := checkAccount(db, a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
