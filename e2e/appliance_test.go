@@ -52,6 +52,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	code := m.Run()
+	removeAccounts()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

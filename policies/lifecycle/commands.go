@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/e2sgate/e2sgate/gateagent"
 	"github.com/e2sgate/e2sgate/internal/daemon/admin"
 )
 
@@ -31,7 +32,12 @@ func (s *Store) Register(srv *admin.Server) {
 		}
 		return s.Check(ctx, files), nil
 	}})
+	// An activation and a rollback are computed against the set in force
+	// (their Group and State): the approver reads what changes, and the
+	// approval carries it out only if that set is still in force.
 	srv.Register("policy.propose", admin.Command{
+		Group: "policy",
+		State: func(context.Context) (string, error) { return s.Basis() },
 		Check: func(ctx context.Context, _ admin.Caller, args json.RawMessage) (string, error) {
 			files, err := policyFiles(args)
 			if err != nil {
@@ -41,7 +47,12 @@ func (s *Store) Register(srv *admin.Server) {
 			if !r.OK {
 				return "", fmt.Errorf("%w: %s", ErrRefused, r.Error)
 			}
-			return fmt.Sprintf("activate policy set %s (%d scripts, %d calls change)", r.Digest[:16], r.Scripts, len(r.Changes)), nil
+			st, err := s.State()
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("activate policy set %s (%d scripts) as version %d in place of version %d: %s",
+				r.Digest[:16], r.Scripts, st.Versions[len(st.Versions)-1]+1, st.Active, changeList(r.Changes)), nil
 		},
 		Run: func(ctx context.Context, _ admin.Caller, args json.RawMessage) (any, error) {
 			files, err := policyFiles(args)
@@ -51,34 +62,74 @@ func (s *Store) Register(srv *admin.Server) {
 			return s.Activate(ctx, files)
 		},
 	})
-	srv.Register("policy.shadow", admin.Command{Run: func(ctx context.Context, _ admin.Caller, args json.RawMessage) (any, error) {
+	// A shadow decides with the recorded user only for a requester who may
+	// read the audit trail; its report is then theirs alone.
+	readsAudit := func(ctx context.Context, c admin.Caller) bool { return srv.May(ctx, c, "audit.search") }
+	srv.Register("policy.shadow", admin.Command{Run: func(ctx context.Context, c admin.Caller, args json.RawMessage) (any, error) {
 		files, err := policyFiles(args)
 		if err != nil {
 			return nil, err
 		}
-		return s.StartShadow(ctx, files)
+		return s.StartShadow(ctx, files, readsAudit(ctx, c))
 	}})
-	srv.Register("policy.shadow_report", admin.Command{Run: func(context.Context, admin.Caller, json.RawMessage) (any, error) {
-		return badRequest(s.ShadowReport())
+	srv.Register("policy.shadow_report", admin.Command{Run: func(ctx context.Context, c admin.Caller, _ json.RawMessage) (any, error) {
+		return badRequest(withheld(s.ShadowReport())(readsAudit(ctx, c)))
 	}})
-	srv.Register("policy.shadow_stop", admin.Command{Run: func(context.Context, admin.Caller, json.RawMessage) (any, error) {
-		return badRequest(s.StopShadow())
+	srv.Register("policy.shadow_stop", admin.Command{Run: func(ctx context.Context, c admin.Caller, _ json.RawMessage) (any, error) {
+		r, err := badRequest(withheld(s.StopShadow())(readsAudit(ctx, c)))
+		if errors.Is(err, ErrUsersWithheld) {
+			return map[string]string{"stopped": "yes", "report": err.Error()}, nil
+		}
+		return r, err
 	}})
 	srv.Register("policy.rollback", admin.Command{
-		Check: func(context.Context, admin.Caller, json.RawMessage) (string, error) {
-			st, err := s.State()
+		Group: "policy",
+		State: func(context.Context) (string, error) { return s.Basis() },
+		Check: func(ctx context.Context, _ admin.Caller, _ json.RawMessage) (string, error) {
+			from, to, changes, err := s.RollbackPlan(ctx)
+			if errors.Is(err, ErrNoEarlier) {
+				return "", fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
+			}
 			if err != nil {
 				return "", err
 			}
-			if len(st.History) < 2 {
-				return "", fmt.Errorf("%w: %w", admin.ErrBadRequest, ErrNoEarlier)
-			}
-			return fmt.Sprintf("roll the policy back from version %v to version %v", st.History[len(st.History)-1], st.History[len(st.History)-2]), nil
+			return fmt.Sprintf("roll the policy back from version %d to version %d: %s", from, to, changeList(changes)), nil
 		},
 		Run: func(ctx context.Context, _ admin.Caller, _ json.RawMessage) (any, error) {
 			return badRequest(s.Rollback(ctx))
 		},
 	})
+}
+
+// maxListed bounds the changes a proposal's summary lists.
+const maxListed = 40
+
+// changeList says which calls a change decides otherwise, one per line.
+func changeList(cs []gateagent.Change) string {
+	if len(cs) == 0 {
+		return "no call is decided otherwise"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d calls change", len(cs))
+	for i, c := range cs {
+		if i == maxListed {
+			fmt.Fprintf(&b, "\n  … and %d more (e2sctl policy check DIR lists them all)", len(cs)-maxListed)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s calls %s: %s → %s", c.Caller, c.Script, c.Before, c.After)
+	}
+	return b.String()
+}
+
+// withheld refuses the report of a shadow that decided with the recorded
+// users to a requester who may not read the audit trail.
+func withheld(r *ShadowReport, err error) func(readsAudit bool) (*ShadowReport, error) {
+	return func(readsAudit bool) (*ShadowReport, error) {
+		if err == nil && r.UserInput && !readsAudit {
+			return nil, fmt.Errorf("%w: %w", admin.ErrBadRequest, ErrUsersWithheld)
+		}
+		return r, err
+	}
 }
 
 // badRequest marks the errors that are the operator's to fix as bad

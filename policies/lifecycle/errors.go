@@ -10,6 +10,9 @@ var (
 	ErrNoEarlier = errors.New("no earlier policy set to roll back to")
 	// ErrNoShadow: no shadow evaluation is running.
 	ErrNoShadow = errors.New("no shadow policy")
+	// ErrUsersWithheld: the shadow decided with the recorded users, so its
+	// report is only for those who may read the audit trail.
+	ErrUsersWithheld = errors.New(`this shadow decides with the recorded users (a holder of "audit.read" started it); its report needs authorization "audit.read"`)
 	// ErrNoFiles: a request carried no policy files.
 	ErrNoFiles = errors.New("no policy files")
 	// ErrFileName: a policy file is not a top-level .rego or .yaml file.

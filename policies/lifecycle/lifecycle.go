@@ -215,6 +215,64 @@ func (s *Store) Activate(ctx context.Context, files map[string]string) (State, e
 	return s.State()
 }
 
+// Basis names the state an activation or a rollback is computed against:
+// the version in force, its digest and the history. A proposal records it
+// and is carried out only while it holds.
+func (s *Store) Basis() (string, error) {
+	st, err := s.State()
+	if err != nil {
+		return "", err
+	}
+	files, err := readSet(s.active())
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("active version %d (digest %s, history %v)", st.Active, Digest(files)[:16], st.History), nil
+}
+
+// readSet reads the top-level .rego and .yaml files of a stored version.
+func readSet(dir string) (map[string]string, error) {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("policy set: %w", err)
+	}
+	files := map[string]string{}
+	for _, e := range es {
+		if n := e.Name(); e.Type().IsRegular() && (strings.HasSuffix(n, ".rego") || strings.HasSuffix(n, ".yaml")) {
+			b, err := os.ReadFile(filepath.Join(dir, n))
+			if err != nil {
+				return nil, fmt.Errorf("policy set: %w", err)
+			}
+			files[n] = string(b)
+		}
+	}
+	return files, nil
+}
+
+// RollbackPlan is what a rollback would do now: from the version in force
+// to the one before it, and the calls that would then be decided
+// otherwise.
+func (s *Store) RollbackPlan(ctx context.Context) (from, to int, changes []gateagent.Change, err error) {
+	st, err := s.State()
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	if len(st.History) < 2 {
+		return 0, 0, nil, ErrNoEarlier
+	}
+	from, to = st.History[len(st.History)-1], st.History[len(st.History)-2]
+	cur, err := gateagent.LoadPolicySet(ctx, s.active(), s.cfg.Compartments)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("the set in force does not load: %w", err)
+	}
+	prev, err := gateagent.LoadPolicySet(ctx, filepath.Join(s.versionsDir(), strconv.Itoa(to)), s.cfg.Compartments)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("version %d does not load: %w", to, err)
+	}
+	changes, err = gateagent.DiffPolicySets(ctx, cur, prev, s.cfg.Labels)
+	return from, to, changes, err
+}
+
 // Rollback re-activates the set that was in force before the current one.
 func (s *Store) Rollback(_ context.Context) (State, error) {
 	s.switchMu.Lock()

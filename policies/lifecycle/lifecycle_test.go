@@ -222,3 +222,37 @@ func TestActivateAndRollback(t *testing.T) {
 	}
 	wantState(t, s, State{Active: 2, History: []int{0, 2}, Versions: []int{0, 1, 2}})
 }
+
+// A proposal's basis changes with every activation and rollback, and a
+// rollback's plan says what it would decide otherwise.
+func TestBasisAndRollbackPlan(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := context.Background()
+	if _, _, _, err := s.RollbackPlan(ctx); !errors.Is(err, ErrNoEarlier) {
+		t.Fatalf("plan with one version: %v", err)
+	}
+	b0, err := s.Basis()
+	if err != nil || !strings.HasPrefix(b0, "active version 0 (digest ") || !strings.HasSuffix(b0, ", history [0])") {
+		t.Fatalf("basis %q %v", b0, err)
+	}
+	if _, err := s.Activate(ctx, onlyPurchasingReadsCatalogue(t)); err != nil {
+		t.Fatal(err)
+	}
+	b1, _ := s.Basis()
+	from, to, changes, err := s.RollbackPlan(ctx)
+	if err != nil || from != 1 || to != 0 || len(changes) != 2 || changes[0].After != "allow (pol.allowed)" || b1 == b0 {
+		t.Fatalf("plan %d→%d %+v %v; basis %q", from, to, changes, err, b1)
+	}
+	want := "2 calls change\n  outside calls purchasing/catalogue: deny (pol.caller_not_permitted) → allow (pol.allowed)\n" +
+		"  purchasing calls purchasing/catalogue: allow (pol.allowed) → deny (pol.caller_not_permitted)"
+	if got := changeList(changes); got != want {
+		t.Fatalf("changeList = %q, want %q", got, want)
+	}
+	if _, err := s.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Back to the same set and history is the same state again.
+	if b2, _ := s.Basis(); b2 != b0 {
+		t.Fatalf("basis after rollback %q, want %q", b2, b0)
+	}
+}

@@ -5,17 +5,26 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/e2sgate/e2sgate/gateagent"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
+	"github.com/e2sgate/e2sgate/internal/daemon/admin"
 )
 
 // A shadow evaluates a candidate policy set beside the one in force on live
 // calls, without enforcing it: it follows the gate agent's audit log from
 // the moment it starts and decides every new call again with the
 // candidate, keeping each call where the two disagree.
+//
+// Its report is read by secadmins, who may not read the audit trail, and
+// the candidate is anyone's Rego. So the report never carries audit data
+// through the candidate: a verdict is allow, deny, or deny with a reason
+// id of the reasons catalogue in force (never the candidate's free text),
+// and the recorded user is an input only when the requester may read the
+// audit trail, in which case the report is only for those who may.
 type shadow struct {
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -31,6 +40,7 @@ type ShadowReport struct {
 	Calls         int               `json:"calls"`
 	Disagreements []ShadowDisagreed `json:"disagreements"`
 	Dropped       int               `json:"dropped,omitempty"` // beyond the first maxShadow
+	UserInput     bool              `json:"user_input"`        // the recorded users were the candidate's input
 	Error         string            `json:"error,omitempty"`
 }
 
@@ -54,9 +64,9 @@ type shadows struct {
 
 // StartShadow checks files and evaluates them in the shadow of the set in
 // force on every call audited from now on, replacing a shadow already
-// running. The evaluation runs until StopShadow or Close, not until ctx
-// ends.
-func (s *Store) StartShadow(ctx context.Context, files map[string]string) (*ShadowReport, error) {
+// running. The candidate sees the recorded user only if users is set. The
+// evaluation runs until StopShadow or Close, not until ctx ends.
+func (s *Store) StartShadow(ctx context.Context, files map[string]string, users bool) (*ShadowReport, error) {
 	r := s.Check(ctx, files)
 	if !r.OK {
 		return nil, fmt.Errorf("%w: %s", ErrRefused, r.Error)
@@ -65,6 +75,10 @@ func (s *Store) StartShadow(ctx context.Context, files map[string]string) (*Shad
 	if err != nil {
 		return nil, fmt.Errorf("shadow: %w", err)
 	}
+	reasons, err := admin.LoadReasons(os.DirFS(s.active()), "reasons.yaml")
+	if err != nil {
+		return nil, fmt.Errorf("shadow: the reasons catalogue in force: %w", err)
+	}
 	path := s.cfg.AuditLog
 	st, err := os.Stat(path)
 	if err != nil {
@@ -72,7 +86,7 @@ func (s *Store) StartShadow(ctx context.Context, files map[string]string) (*Shad
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	sh := &shadow{cancel: cancel, done: make(chan struct{}),
-		report: ShadowReport{Digest: r.Digest, Started: time.Now().UTC(), Disagreements: []ShadowDisagreed{}}}
+		report: ShadowReport{Digest: r.Digest, Started: time.Now().UTC(), Disagreements: []ShadowDisagreed{}, UserInput: users}}
 	s.shadows.stop()
 	s.shadows.mu.Lock()
 	s.shadows.cur = sh
@@ -85,11 +99,15 @@ func (s *Store) StartShadow(ctx context.Context, files map[string]string) (*Shad
 			if !ok {
 				return
 			}
-			v, err := gateagent.ShadowVerdict(sctx, cand, labels, rec.Caller, rec.Script, rec.User)
-			if err != nil {
-				v = gateagent.Verdict("error: " + err.Error())
+			user := ""
+			if users {
+				user = rec.User
 			}
-			sh.record(rec, active, v)
+			v, err := gateagent.ShadowVerdict(sctx, cand, labels, rec.Caller, rec.Script, user)
+			if err != nil {
+				v = "deny (pol.error)" // as the gate would decide; the error text is the candidate's
+			}
+			sh.record(rec, active, catalogued(v, reasons))
 		})
 		if err != nil {
 			sh.mu.Lock()
@@ -98,6 +116,24 @@ func (s *Store) StartShadow(ctx context.Context, files map[string]string) (*Shad
 		}
 	}()
 	return s.ShadowReport()
+}
+
+// catalogued keeps a verdict's reason only if it is a reason id of the
+// catalogue; any other text the candidate put there becomes a bare deny.
+func catalogued(v gateagent.Verdict, reasons map[string]string) gateagent.Verdict {
+	id, ok := strings.CutPrefix(string(v), "deny (")
+	if !ok {
+		if v == "allow" || v == "unregistered" {
+			return v
+		}
+		return "deny"
+	}
+	if id, ok = strings.CutSuffix(id, ")"); ok {
+		if _, known := reasons[id]; known {
+			return v
+		}
+	}
+	return "deny"
 }
 
 // record counts one call and keeps it if the verdicts differ.

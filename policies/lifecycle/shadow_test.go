@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e2sgate/e2sgate/gateagent"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 )
 
@@ -43,10 +44,10 @@ func TestShadow(t *testing.T) {
 	// Calls before the shadow starts are not decided again.
 	appendRecords(t, s.cfg.AuditLog, catalogue)
 
-	if _, err := s.StartShadow(ctx, defaultFiles(t, badSets[0].edits)); !errors.Is(err, ErrRefused) {
+	if _, err := s.StartShadow(ctx, defaultFiles(t, badSets[0].edits), false); !errors.Is(err, ErrRefused) {
 		t.Fatalf("shadow of a bad set: %v", err)
 	}
-	r, err := s.StartShadow(ctx, onlyPurchasingReadsCatalogue(t))
+	r, err := s.StartShadow(ctx, onlyPurchasingReadsCatalogue(t), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,4 +107,75 @@ func TestShadowBoundsDisagreements(t *testing.T) {
 
 func containsAny(s string, subs ...string) bool {
 	return slices.ContainsFunc(subs, func(sub string) bool { return strings.Contains(s, `"`+sub+`"`) })
+}
+
+// leakingCandidate is a secadmin's try to read audit data through a shadow:
+// it puts the recorded user into the reason of its denials. It compiles,
+// lints and passes its tests.
+func leakingCandidate(t *testing.T) map[string]string {
+	return defaultFiles(t, map[string]func(string) string{"gate.rego": func(s string) string {
+		return s + `
+denials contains reason if {
+	input.script == "purchasing/catalogue"
+	startswith(input.user.name, "cert:")
+	reason := concat("", ["leak:", input.user.name])
+}
+`
+	}})
+}
+
+func TestShadowLeaksNoAuditData(t *testing.T) {
+	tests := []struct {
+		name      string
+		users     bool
+		candidate string // the verdict the report shows
+	}{
+		{"requester may not read audit", false, ""}, // the user is no input: the candidate agrees
+		{"requester may read audit", true, "deny"},  // the user is input, its text is not in the catalogue
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := openStore(t)
+			ctx := context.Background()
+			if r := s.Check(ctx, leakingCandidate(t)); !r.OK {
+				t.Fatalf("the leaking candidate does not pass its checks: %s", r.Error)
+			}
+			appendRecords(t, s.cfg.AuditLog) // the gate agent's log exists
+			if _, err := s.StartShadow(ctx, leakingCandidate(t), tc.users); err != nil {
+				t.Fatal(err)
+			}
+			rec := auditlog.Record{Time: time.Now(), ReqID: "r9", User: "cert:00aa11bb22cc33dd", Caller: "outside", Target: "purchasing",
+				Script: "purchasing/catalogue", Decision: "allow", Reason: "pol.allowed"}
+			appendRecords(t, s.cfg.AuditLog, rec, rec)
+			var r *ShadowReport
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if r, _ = s.ShadowReport(); r.Calls == 2 {
+					break
+				}
+			}
+			b, _ := json.Marshal(r)
+			if r.Calls != 2 || r.UserInput != tc.users || strings.Contains(string(b), "leak") || strings.Contains(string(b), "cert:") {
+				t.Fatalf("report %s", b)
+			}
+			if tc.candidate == "" && len(r.Disagreements) != 0 || tc.candidate != "" && (len(r.Disagreements) != 2 || r.Disagreements[0].Candidate != "deny") {
+				t.Fatalf("report %s, want candidate verdicts %q", b, tc.candidate)
+			}
+			// A report of users is for those who may read the audit trail.
+			if _, err := withheld(s.ShadowReport())(false); tc.users != errors.Is(err, ErrUsersWithheld) {
+				t.Fatalf("report to a secadmin: %v", err)
+			}
+		})
+	}
+}
+
+func TestCatalogued(t *testing.T) {
+	reasons := map[string]string{"pol.caller_clearance": "…"}
+	for in, want := range map[gateagent.Verdict]gateagent.Verdict{
+		"allow": "allow", "unregistered": "unregistered", "deny (pol.caller_clearance)": "deny (pol.caller_clearance)",
+		"deny (leak:cert:00aa)": "deny", "deny (pol.caller_clearance) roles x": "deny", "anything": "deny",
+	} {
+		if got := catalogued(in, reasons); got != want {
+			t.Errorf("catalogued(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

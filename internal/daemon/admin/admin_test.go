@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -40,6 +41,14 @@ type fixture struct {
 	clock    *clock
 	auditLog string
 	ran      []string // policy.propose executions
+	state    string   // what policy.propose's State reports
+	system   map[int]string
+}
+
+// system is the account database of the fixture: every role account, a
+// newcomer, and a second account of sam's under another uid.
+func system() map[int]string {
+	return map[int]string{60101: "sam", 60102: "sue", 60103: "ada", 60104: "otto", 60106: "kim", 60107: "cora", 60108: "sam", 60109: "bob"}
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -54,7 +63,8 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, auditLog: filepath.Join(dir, "admin.log")}
+	f := &fixture{clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, auditLog: filepath.Join(dir, "admin.log"),
+		state: "active version 0", system: system()}
 	props, err := OpenProposals(filepath.Join(dir, "proposals.json"), time.Hour, f.clock.now)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +76,13 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { alog.Close() })
 	reasons, _ := LoadReasons(policies.Default, "reasons.yaml", "admin-reasons.yaml")
 	f.srv = New(Config{Audit: alog, Roles: book, Authz: authz, Proposals: props,
-		AuditLogs: map[string]string{"admin": f.auditLog, "gate": f.auditLog}, Explain: &Explainer{Reasons: reasons}})
+		AuditLogs: map[string]string{"admin": f.auditLog, "gate": f.auditLog}, Explain: &Explainer{Reasons: reasons},
+		Accounts: func(uid int) (string, error) {
+			if n, ok := f.system[uid]; ok {
+				return n, nil
+			}
+			return "", fmt.Errorf("%w: uid %d is no account on this system", ErrAccountMismatch, uid)
+		}})
 	f.srv.Register("policy.propose", Command{
 		Check: func(_ context.Context, _ Caller, args json.RawMessage) (string, error) {
 			if strings.Contains(string(args), "bad") {
@@ -76,8 +92,11 @@ func newFixture(t *testing.T) *fixture {
 		},
 		Run: func(_ context.Context, _ Caller, args json.RawMessage) (any, error) {
 			f.ran = append(f.ran, string(args))
+			f.state = "active version " + string(args)
 			return "activated", nil
 		},
+		Group: "policy",
+		State: func(context.Context) (string, error) { return f.state, nil },
 	})
 	return f
 }
@@ -265,5 +284,157 @@ func TestSocketIdentifiesCaller(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An approval carries out what the approver saw, or nothing: the state a
+// proposal was computed against must still hold, and one proposal per
+// state is pending at a time.
+func TestApprovalBoundToState(t *testing.T) {
+	tests := []struct {
+		name   string
+		steps  func(f *fixture, id string) *Response
+		reason string
+		runs   int
+	}{
+		{"state unchanged", func(f *fixture, id string) *Response {
+			return f.do(sue, "approve", map[string]string{"id": id})
+		}, "adm.allowed", 1},
+		{"state changed in between", func(f *fixture, id string) *Response {
+			f.state = "active version 7"
+			return f.do(sue, "approve", map[string]string{"id": id})
+		}, "adm.stale", 0},
+		{"second proposal on the same state", func(f *fixture, id string) *Response {
+			return f.do(sue, "policy.propose", map[string]string{"v": "2"})
+		}, "adm.pending", 0},
+		{"proposal on a changed state replaces the stale one", func(f *fixture, id string) *Response {
+			f.state = "active version 7"
+			p := f.do(sue, "policy.propose", map[string]string{"v": "3"})
+			if r := f.do(sue, "approve", map[string]string{"id": id}); r.OK || !strings.Contains(r.Error, "void") {
+				return r
+			}
+			return f.do(sam, "approve", map[string]string{"id": p.Proposal.ID})
+		}, "adm.allowed", 1},
+		{"proposer lost the role", func(f *fixture, id string) *Response {
+			if err := f.srv.cfg.Roles.Change(60101, "sam", "secadmin", false); err != nil {
+				return &Response{Error: err.Error()}
+			}
+			f.srv.cfg.Authz.Reload(context.Background(), f.srv.cfg.Roles)
+			return f.do(sue, "approve", map[string]string{"id": id})
+		}, "adm.proposer_lost", 0},
+		{"proposer's account renamed", func(f *fixture, id string) *Response {
+			f.system[60101] = "samuel"
+			return f.do(sue, "approve", map[string]string{"id": id})
+		}, "adm.proposer_lost", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			p := f.do(sam, "policy.propose", map[string]string{"v": "2"})
+			if !p.OK || p.Proposal.Basis != "active version 0" {
+				t.Fatalf("propose: %+v", p)
+			}
+			r := tc.steps(f, p.Proposal.ID)
+			if r.Reason != tc.reason || len(f.ran) != tc.runs {
+				t.Fatalf("got %+v, ran %d times; want %s, %d", r, len(f.ran), tc.reason, tc.runs)
+			}
+			if tc.reason != "adm.allowed" && !strings.Contains(r.Error, "propose") && !strings.Contains(r.Error, "approve or reject") {
+				t.Fatalf("the refusal does not say what to do next: %q", r.Error)
+			}
+		})
+	}
+}
+
+// Role accounts are persons: a role goes to the uid's account in the
+// system account database, under its name, and never to a second uid of
+// someone already in the role book.
+func TestRolesArePersons(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   RoleArgs
+		reason string
+		says   string
+	}{
+		{"newcomer", RoleArgs{UID: 60107, Role: "auditor"}, "adm.proposed", "assign role auditor to cora (uid 60107): roles [] → [auditor]"},
+		{"second uid of sam", RoleArgs{UID: 60108, Role: "secadmin"}, "adm.second_account", "sam already holds roles as uid 60101"},
+		{"free-text name", RoleArgs{UID: 60109, Name: "sam", Role: "secadmin"}, "adm.account_mismatch", `uid 60109 is "bob" in the system account database, not "sam"`},
+		{"no such account", RoleArgs{UID: 60199, Role: "secadmin"}, "adm.account_mismatch", "uid 60199 is no account on this system"},
+		{"revoke shows the person", RoleArgs{UID: 60103, Role: "auditor"}, "adm.proposed", "revoke role auditor from ada (uid 60103): roles [auditor] → []"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			cmd := "role.assign"
+			if strings.HasPrefix(tc.name, "revoke") {
+				cmd = "role.revoke"
+			}
+			r := f.do(sam, cmd, tc.args)
+			got := r.Error
+			if r.Proposal != nil {
+				got = r.Proposal.Summary
+			}
+			if r.Reason != tc.reason || !strings.Contains(got, tc.says) {
+				t.Fatalf("got %+v, want %s saying %q", r, tc.reason, tc.says)
+			}
+		})
+	}
+}
+
+func TestAccountMismatchHoldsNoRole(t *testing.T) {
+	f := newFixture(t)
+	f.system[60104] = "mallory"
+	if r := f.do(otto, "status", nil); r.OK || r.Reason != "adm.account_mismatch" {
+		t.Fatalf("mismatched account: %+v", r)
+	}
+	delete(f.system, 60104)
+	if r := f.do(otto, "status", nil); r.OK || r.Reason != "adm.account_mismatch" {
+		t.Fatalf("deleted account: %+v", r)
+	}
+}
+
+func TestRoleBookNamesArePersons(t *testing.T) {
+	tests := []struct {
+		book, says string
+	}{
+		{"version: 1\naccounts:\n  - {uid: 1001, roles: [auditor]}\n", "uid 1001 has no name"},
+		{"version: 1\naccounts:\n  - {uid: 1001, name: sam, roles: [auditor]}\n  - {uid: 1002, name: sam, roles: [secadmin]}\n", `"sam" is listed under uid 1001 and uid 1002: one person, one account`},
+	}
+	for _, tc := range tests {
+		if _, err := ParseRoles([]byte(tc.book)); !errors.Is(err, ErrBadRoles) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%q: %v, want it to say %q", tc.book, err, tc.says)
+		}
+	}
+}
+
+// A uid without a role is answered before anything is read, and however
+// often it connects the admin log gets one record for it.
+func TestSocketRefusesUnknownUidsOnce(t *testing.T) {
+	f := newFixture(t)
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.srv.Serve(ctx, l) }()
+	for range 50 {
+		r, err := Call(sock, "status", nil)
+		if err != nil || r.Reason != "adm.no_role" {
+			t.Fatalf("root over the socket: %+v %v", r, err)
+		}
+	}
+	recs, err := auditlog.Search(f.auditLog, auditlog.Filter{}, 0)
+	if err != nil || len(recs) != 1 || recs[0].User != "uid:0" || recs[0].Reason != "adm.no_role" {
+		t.Fatalf("%d records for 50 refusals, want 1: %+v %v", len(recs), recs, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Stopping writes the count of the refusals not yet audited.
+	recs, _ = auditlog.Search(f.auditLog, auditlog.Filter{}, 0)
+	if len(recs) != 2 || !strings.HasPrefix(recs[1].Detail, "49 connection(s) since") {
+		t.Fatalf("after stop: %+v", recs)
 	}
 }

@@ -46,27 +46,55 @@ func (s *Server) builtins() {
 	s.cmds["role.list"] = Command{Run: func(context.Context, Caller, json.RawMessage) (any, error) {
 		return s.cfg.Roles.Accounts(), nil
 	}}
+	// A role change names the person: the uid's name in the system account
+	// database, which must be the name the role book has for it, and a
+	// person already in the book under another uid is refused.
 	roleChange := func(add bool) Command {
+		person := func(a RoleArgs) (string, error) {
+			if a.UID <= 0 || !slices.Contains(Roles, a.Role) {
+				return "", fmt.Errorf("%w: want a uid > 0 and a role of %v", ErrBadRequest, Roles)
+			}
+			if acc, ok := s.cfg.Roles.Lookup(a.UID); ok && !add {
+				return acc.Name, nil // a revocation needs no live account
+			}
+			name, err := s.cfg.Accounts(a.UID)
+			if err != nil {
+				return "", err
+			}
+			if a.Name != "" && a.Name != name {
+				return "", fmt.Errorf("%w: uid %d is %q in the system account database, not %q", ErrAccountMismatch, a.UID, name, a.Name)
+			}
+			return name, s.cfg.Roles.Person(a.UID, name)
+		}
 		check := func(_ context.Context, _ Caller, args json.RawMessage) (string, error) {
 			a, err := decode[RoleArgs](args)
 			if err != nil {
 				return "", err
 			}
-			if a.UID <= 0 || !slices.Contains(Roles, a.Role) {
-				return "", fmt.Errorf("%w: want a uid > 0 and a role of %v", ErrBadRequest, Roles)
+			name, err := person(a)
+			if err != nil {
+				return "", err
 			}
-			verb := "assign"
-			if !add {
-				verb = "revoke"
+			acc, _ := s.cfg.Roles.Lookup(a.UID)
+			before := slices.Clone(acc.Roles)
+			after := slices.DeleteFunc(slices.Clone(before), func(r string) bool { return r == a.Role })
+			verb := "revoke role " + a.Role + " from"
+			if add {
+				verb = "assign role " + a.Role + " to"
+				after = append(after, a.Role)
 			}
-			return fmt.Sprintf("%s role %s to uid %d %s", verb, a.Role, a.UID, a.Name), nil
+			return fmt.Sprintf("%s %s (uid %d): roles %v → %v", verb, name, a.UID, before, after), nil
 		}
 		return Command{Check: check, Run: func(ctx context.Context, _ Caller, args json.RawMessage) (any, error) {
 			a, err := decode[RoleArgs](args)
 			if err != nil {
 				return nil, err
 			}
-			if err := s.cfg.Roles.Change(a.UID, a.Name, a.Role, add); err != nil {
+			name, err := person(a)
+			if err != nil {
+				return nil, err
+			}
+			if err := s.cfg.Roles.Change(a.UID, name, a.Role, add); err != nil {
 				return nil, err
 			}
 			if err := s.cfg.Authz.Reload(ctx, s.cfg.Roles); err != nil {
@@ -138,7 +166,7 @@ func (s *Server) builtins() {
 			return x, nil
 		}
 		// Not a reason id: an audit record's req_id, for those who may read audit.
-		if d, err := s.cfg.Authz.Decide(ctx, c.UID, "audit.search"); err != nil || !d.Allow {
+		if !s.May(ctx, c, "audit.search") {
 			return nil, fmt.Errorf("%w: %q is no reason id; explaining an audit record needs authorization \"audit.read\"", ErrBadRequest, a.ID)
 		}
 		for _, name := range []string{"gate", "admin"} {

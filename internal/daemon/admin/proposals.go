@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -64,18 +65,30 @@ func (p *Proposals) expireLocked() {
 	})
 }
 
-// Add records a new pending proposal by c.
-func (p *Proposals) Add(c Caller, command string, args json.RawMessage, summary string) (*Proposal, error) {
+// Add records a new pending proposal by c. A proposal with a group and
+// basis is refused (ErrPending) while another of its group is pending on
+// the same basis; one on another basis can never run, so it is voided.
+func (p *Proposals) Add(c Caller, command string, args json.RawMessage, summary, group, basis string) (*Proposal, error) {
 	var id [6]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
 	}
 	now := p.now()
-	it := &Proposal{ID: hex.EncodeToString(id[:]), Command: command, Args: args, Summary: summary,
-		Proposer: c.String(), UID: c.UID, Created: now.UTC(), Expires: now.Add(p.ttl).UTC(), State: "pending"}
+	it := &Proposal{ID: hex.EncodeToString(id[:]), Command: command, Args: args, Summary: summary, Group: group, Basis: basis,
+		Proposer: c.String(), Person: c.Name, UID: c.UID, Created: now.UTC(), Expires: now.Add(p.ttl).UTC(), State: "pending"}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expireLocked()
+	for _, o := range p.items {
+		if group == "" || o.Group != group || o.State != "pending" {
+			continue
+		}
+		if o.Basis == basis {
+			return nil, fmt.Errorf("%w: proposal %s by %s (%s) waits for approval; approve or reject it (e2sctl approve|reject %s) before proposing another",
+				ErrPending, o.ID, o.Proposer, firstLine(o.Summary), o.ID)
+		}
+		o.State, o.Result = "void", fmt.Sprintf("%v: it was computed against %s", ErrStale, o.Basis)
+	}
 	p.items = append(p.items, it)
 	if err := p.saveLocked(); err != nil {
 		p.items = p.items[:len(p.items)-1]
@@ -126,7 +139,7 @@ func (p *Proposals) Take(id string, c Caller, state string) (Proposal, error) {
 			return *it, fmt.Errorf("%w: %s expired at %s", ErrExpired, id, it.Expires.Format(time.RFC3339))
 		case it.State != "pending":
 			return *it, fmt.Errorf("%w: %s is %s", ErrNoProposal, id, it.State)
-		case it.UID == c.UID && state == "approved":
+		case state == "approved" && (it.UID == c.UID || (it.Person != "" && it.Person == c.Name)):
 			return *it, ErrSamePerson
 		}
 		it.State, it.Decider = state, c.String()
@@ -137,6 +150,23 @@ func (p *Proposals) Take(id string, c Caller, state string) (Proposal, error) {
 		return *it, nil
 	}
 	return Proposal{}, fmt.Errorf("%w: %s", ErrNoProposal, id)
+}
+
+// Void ends a pending or just approved proposal that must not run, saying why.
+func (p *Proposals) Void(id string, why error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, it := range p.items {
+		if it.ID == id {
+			it.State, it.Result = "void", why.Error()
+		}
+	}
+	p.saveLocked()
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }
 
 // Finish records the outcome of carrying out an approved proposal.

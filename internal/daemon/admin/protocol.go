@@ -6,10 +6,14 @@
 // before it expires).
 //
 //	e2sctl                       admin socket (supervisor, root)
-//	  | {"command","args"} ------->| SO_PEERCRED → uid → roles
+//	  | connect ------------------>| SO_PEERCRED → uid; no role: refused
+//	  |                            |   unread (one audit record per uid)
+//	  | {"command","args"} ------->| ≤ 1 MiB, 10 s; ≤ 4 connections per uid
+//	  |                            | uid's name = account database's?
 //	  |                            | admin.rego: authorization held?
 //	  |                            | audit record (admin.log), fail closed
-//	  |                            | two-person? → proposal, else run
+//	  |                            | two-person? → proposal (with the
+//	  |                            |   state it is computed against), else run
 //	  |<------- {"ok","result"} ---|
 package admin
 

@@ -2,8 +2,10 @@ package admin
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,7 +17,8 @@ import (
 // Roles known to the appliance (docs/OPERATIONS.md, roles).
 var Roles = []string{"secadmin", "keyadmin", "auditor", "operator", "contentmgr"}
 
-// Account is one operator.
+// Account is one operator: one person, one uid, known to the system's
+// account database under the same name.
 type Account struct {
 	UID   int      `yaml:"uid" json:"uid"`
 	Name  string   `yaml:"name" json:"name"`
@@ -47,6 +50,7 @@ func ParseRoles(data []byte) ([]Account, error) {
 		return nil, fmt.Errorf("%w: version %d is not supported; write version: 1", ErrBadRoles, f.Version)
 	}
 	seen := map[int]bool{}
+	names := map[string]int{}
 	for i, a := range f.Accounts {
 		if a.UID <= 0 {
 			return nil, fmt.Errorf("%w: account %d: uid %d (root and negative uids hold no role)", ErrBadRoles, i, a.UID)
@@ -55,6 +59,13 @@ func ParseRoles(data []byte) ([]Account, error) {
 			return nil, fmt.Errorf("%w: uid %d listed twice", ErrBadRoles, a.UID)
 		}
 		seen[a.UID] = true
+		if a.Name == "" {
+			return nil, fmt.Errorf("%w: uid %d has no name; write the person's account name as the system knows it", ErrBadRoles, a.UID)
+		}
+		if other, ok := names[a.Name]; ok {
+			return nil, fmt.Errorf("%w: %q is listed under uid %d and uid %d: %w", ErrBadRoles, a.Name, other, a.UID, ErrSecondAccount)
+		}
+		names[a.Name] = a.UID
 		for _, r := range a.Roles {
 			if !slices.Contains(Roles, r) {
 				return nil, fmt.Errorf("%w: uid %d: unknown role %q (one of %v)", ErrBadRoles, a.UID, r, Roles)
@@ -120,10 +131,29 @@ func (b *RoleBook) Data() map[string]any {
 	return m
 }
 
-// Change assigns (add) or revokes a role and saves the book.
+// Person checks that uid may be bound to the person name (the name the
+// system's account database gives uid): the name is not in the book under
+// another uid, and the uid is not in the book under another name.
+func (b *RoleBook) Person(uid int, name string) error {
+	for _, a := range b.Accounts() {
+		switch {
+		case a.UID == uid && a.Name != name:
+			return fmt.Errorf("%w: uid %d is %q in the role book, not %q", ErrAccountMismatch, uid, a.Name, name)
+		case a.UID != uid && a.Name == name:
+			return fmt.Errorf("%w: %s already holds roles as uid %d; assign roles to that account, not to uid %d", ErrSecondAccount, name, a.UID, uid)
+		}
+	}
+	return nil
+}
+
+// Change assigns (add) or revokes a role of the person name at uid and
+// saves the book. A person has one uid (see Person).
 func (b *RoleBook) Change(uid int, name, role string, add bool) error {
-	if uid <= 0 || !slices.Contains(Roles, role) {
-		return fmt.Errorf("%w: uid %d role %q", ErrBadRequest, uid, role)
+	if uid <= 0 || name == "" || !slices.Contains(Roles, role) {
+		return fmt.Errorf("%w: uid %d name %q role %q", ErrBadRequest, uid, name, role)
+	}
+	if err := b.Person(uid, name); err != nil {
+		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -138,9 +168,6 @@ func (b *RoleBook) Change(uid int, name, role string, add bool) error {
 	}
 	a := next[i]
 	a.Roles = slices.Clone(a.Roles)
-	if name != "" {
-		a.Name = name
-	}
 	has := slices.Contains(a.Roles, role)
 	switch {
 	case add && !has:
@@ -162,4 +189,46 @@ func (b *RoleBook) Change(uid int, name, role string, add bool) error {
 	}
 	b.accs = next
 	return nil
+}
+
+// AccountDB names the account of a uid, as the system's account database
+// (/etc/passwd, NSS) knows it.
+type AccountDB func(uid int) (string, error)
+
+// SystemAccounts looks uids up with os/user.
+func SystemAccounts(uid int) (string, error) {
+	u, err := user.LookupId(strconv.Itoa(uid))
+	if err != nil {
+		var unknown user.UnknownUserIdError
+		if errors.As(err, &unknown) {
+			return "", fmt.Errorf("%w: uid %d is no account on this system", ErrAccountMismatch, uid)
+		}
+		return "", fmt.Errorf("account database: %w", err)
+	}
+	return u.Username, nil
+}
+
+// checkAccount checks that the role book's account of uid is the system's:
+// the uid exists and has the same name.
+func checkAccount(db AccountDB, a Account) error {
+	name, err := db(a.UID)
+	if err != nil {
+		return err
+	}
+	if name != a.Name {
+		return fmt.Errorf("%w: uid %d is %q in the role book but %q in the system account database", ErrAccountMismatch, a.UID, a.Name, name)
+	}
+	return nil
+}
+
+// Mismatches lists the accounts the system account database does not know
+// by the role book's name; they hold no role until root fixes either.
+func (b *RoleBook) Mismatches(db AccountDB) []error {
+	var errs []error
+	for _, a := range b.Accounts() {
+		if err := checkAccount(db, a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }

@@ -83,6 +83,9 @@ func (s *Supervisor) startAdmin(ctx context.Context) (func(), error) {
 		alog.Close()
 		return nil, fmt.Errorf("admin: %w", err)
 	}
+	for _, err := range roles.Mismatches(admin.SystemAccounts) {
+		s.log.Warn("role account holds no role", "error", err)
+	}
 	authz, err := admin.NewAuthorizer(ctx, src, roles)
 	if err != nil {
 		alog.Close()

@@ -28,23 +28,30 @@ type Response struct {
 	Result        json.RawMessage `json:"result,omitempty"`
 }
 
-// Proposal is a two-person command waiting for a second person.
+// Proposal is a two-person command waiting for a second person. Summary
+// says exactly what approving it does; Basis is the state it was computed
+// against (for a policy activation or rollback: the version in force, its
+// digest and the history), and it runs only while that state holds.
 type Proposal struct {
 	ID       string          `json:"id"`
 	Command  string          `json:"command"`
 	Args     json.RawMessage `json:"args,omitempty"`
 	Summary  string          `json:"summary"`
+	Group    string          `json:"group,omitempty"` // one pending proposal per group
+	Basis    string          `json:"basis,omitempty"`
 	Proposer string          `json:"proposer"`
+	Person   string          `json:"person"` // the proposer's name in the role book
 	UID      int             `json:"uid"`
 	Created  time.Time       `json:"created"`
 	Expires  time.Time       `json:"expires"`
-	State    string          `json:"state"` // pending, approved, rejected, expired, failed
+	State    string          `json:"state"` // pending, approved, rejected, expired, failed, void
 	Decider  string          `json:"decider,omitempty"`
 	Result   string          `json:"result,omitempty"`
 }
 
-// MaxRequest bounds a request (policy sets travel in it).
-const MaxRequest = 16 << 20
+// MaxRequest bounds a request (policy sets travel in it; the embedded set
+// is a few dozen KiB).
+const MaxRequest = 1 << 20
 
 // Call sends one request to the admin socket at path and returns the answer.
 func Call(path, command string, args any) (*Response, error) {
@@ -62,17 +69,21 @@ func Call(path, command string, args any) (*Response, error) {
 	}
 	defer c.Close()
 	b, _ := json.Marshal(req)
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		return nil, fmt.Errorf("admin socket: send: %w", err)
-	}
+	// The server may answer (a refusal) without reading the request, so an
+	// unsent request is reported only if no answer came either.
+	_, werr := c.Write(append(b, '\n'))
 	var resp Response
 	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&resp); err != nil {
+		if werr != nil {
+			return nil, fmt.Errorf("admin socket: send: %w", werr)
+		}
 		return nil, fmt.Errorf("admin socket: answer: %w", err)
 	}
 	return &resp, nil
 }
 
-// RoleArgs are the arguments of role.assign and role.revoke.
+// RoleArgs are the arguments of role.assign and role.revoke. Name, if
+// given, must be the uid's name in the system account database.
 type RoleArgs struct {
 	UID  int    `json:"uid"`
 	Name string `json:"name,omitempty"`
