@@ -38,19 +38,22 @@ import (
 // Record is one audited event: a gate decision, allowed or denied, or an
 // admin command.
 type Record struct {
-	Seq       uint64    `json:"seq"` // position in the log, set by Append
-	Time      time.Time `json:"time"`
-	ReqID     string    `json:"req_id"`
-	Caller    string    `json:"caller"`
-	Target    string    `json:"target,omitempty"`
-	Script    string    `json:"script"`
-	User      string    `json:"user,omitempty"`
-	Decision  string    `json:"decision"` // "allow" or "deny"
-	Reason    string    `json:"reason"`
-	Status    int       `json:"status"`
-	LatencyUS int64     `json:"latency_us"`
-	Filters   []string  `json:"filter_hits,omitempty"`
-	Detail    string    `json:"detail,omitempty"`
+	Seq   uint64    `json:"seq"` // position in the log, set by Append
+	Time  time.Time `json:"time"`
+	ReqID string    `json:"req_id"` // set by the writer, never by a caller
+	// CallerReqID is the request id the caller sent, clipped: detail only
+	// (a compartment calling on behalf of a call passes that call's id).
+	CallerReqID string   `json:"caller_req_id,omitempty"`
+	Caller      string   `json:"caller"`
+	Target      string   `json:"target,omitempty"`
+	Script      string   `json:"script"`
+	User        string   `json:"user,omitempty"`
+	Decision    string   `json:"decision"` // "allow" or "deny"
+	Reason      string   `json:"reason"`
+	Status      int      `json:"status"`
+	LatencyUS   int64    `json:"latency_us"`
+	Filters     []string `json:"filter_hits,omitempty"`
+	Detail      string   `json:"detail,omitempty"`
 }
 
 // Options tune a log; the zero value is the appliance's default.
