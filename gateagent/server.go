@@ -114,17 +114,17 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 			s.Stop()
 		}
 	}()
+	maxMsg := map[string]int{} // each caller's message limit, fixed at start
 	for _, c := range cfg.Compartments {
 		l, err := listenGate(c)
 		if err != nil {
 			return err
 		}
-		// Stream workers reuse goroutines whose stacks have already grown to
-		// what an OPA evaluation needs, instead of growing a new one per call.
-		s := grpc.NewServer(grpc.MaxRecvMsgSize(protocol.MaxMessage), grpc.MaxSendMsgSize(protocol.MaxMessage), grpc.NumStreamWorkers(4))
+		maxMsg[c.Name] = maxMessageFor(set.Registry, c.Name)
+		s := grpc.NewServer(gateServerOptions(agent, c.Name, maxMsg[c.Name])...)
 		callpb.RegisterGateServer(s, &gateServer{agent: agent, caller: c.Name})
 		servers = append(servers, s)
-		go s.Serve(l)
+		go s.Serve(limitConns(l, log, c.Name, maxConns))
 	}
 	if err := confineSelf(log, cfg); err != nil {
 		return err
@@ -140,6 +140,12 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 			if err != nil {
 				log.Error("policy reload refused; the old policy stays in force", "error", err)
 				continue
+			}
+			for _, c := range cfg.Compartments {
+				if need := maxMessageFor(next.Registry, c.Name); need > maxMsg[c.Name] {
+					log.Error("the new registry lets a caller send larger bodies than its gate listener accepts until the appliance restarts; larger calls are refused meanwhile",
+						"compartment", c.Name, "limit", maxMsg[c.Name], "needed", need)
+				}
 			}
 			agent.SetPolicy(next)
 			log.Info("policy reloaded", "scripts", len(next.Registry.Scripts))
