@@ -93,9 +93,11 @@ func LoadPolicySet(ctx context.Context, dir string, compartments []string) (*Pol
 func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, acks io.Writer) error {
 	names := make([]string, 0, len(cfg.Compartments))
 	labels := map[string]string{}
+	byName := map[string]CompartmentConfig{}
 	for _, c := range cfg.Compartments {
 		names = append(names, c.Name)
 		labels[c.Name] = c.Label
+		byName[c.Name] = c
 	}
 	set, err := LoadPolicySet(ctx, cfg.PolicyDir, names)
 	if err != nil {
@@ -200,7 +202,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 				log.Info("compartment detached", "compartment", a.Name)
 				continue
 			}
-			pc, comp, err := attach(log, a)
+			pc, comp, err := agent.attach(ctx, a, byName[a.Name])
 			if err != nil {
 				log.Error("attach compartment failed", "compartment", a.Name, "error", err)
 				continue
@@ -248,13 +250,34 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 
 // attach connects to a compartment's plugin server started by the
 // supervisor (go-plugin reattach).
-func attach(log *slog.Logger, a Attachment) (*plugin.Client, protocol.Compartment, error) {
+// The address and its listener are checked first (attach.go), and every
+// connection the gate makes to it later is checked the same way.
+// A refused address or listener is audited (gate.plugin_refused).
+func (ag *Agent) attach(ctx context.Context, a Attachment, c CompartmentConfig) (*plugin.Client, protocol.Compartment, error) {
+	err := checkPluginAddr(c.PluginDir, a.Addr)
+	if err == nil {
+		var probe net.Conn
+		if probe, err = dialPlugin(ctx, a.Addr, c.UID); err == nil {
+			probe.Close()
+		}
+	}
+	if err != nil {
+		if errors.Is(err, ErrPluginAddr) || errors.Is(err, ErrPluginPeer) {
+			ag.Record(Event{Compartment: a.Name, Kind: "gate/attach", Decision: "deny",
+				Reason: "gate.plugin_refused", Detail: err.Error()})
+		}
+		return nil, nil, fmt.Errorf("reattach %s: %w", a.Name, err)
+	}
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  protocol.Handshake,
 		Plugins:          protocol.PluginMap,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(protocol.MaxMessage), grpc.MaxCallSendMsgSize(protocol.MaxMessage))},
+			grpc.MaxCallRecvMsgSize(protocol.MaxMessage), grpc.MaxCallSendMsgSize(protocol.MaxMessage)),
+			// After go-plugin's own dialer, so it replaces it.
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+				return dialPlugin(ctx, a.Addr, c.UID)
+			})},
 		Reattach: &plugin.ReattachConfig{
 			Protocol: plugin.ProtocolGRPC, ProtocolVersion: int(protocol.Handshake.ProtocolVersion),
 			Addr: &net.UnixAddr{Net: "unix", Name: a.Addr}, Pid: a.Pid,
