@@ -7,6 +7,7 @@
 package gateagent
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -197,7 +198,7 @@ func (a *Agent) decide(ctx context.Context, call *callpb.Call, rec *auditlog.Rec
 func (a *Agent) Record(e Event) {
 	rec := auditlog.Record{Time: time.Now().UTC(), ReqID: newReqID(), Caller: clip(e.Compartment, maxScript),
 		Script: clip(e.Kind, maxScript), Decision: clip(e.Decision, maxMethod), Reason: clip(e.Reason, maxScript),
-		Detail: clip(e.Detail, maxDetail)}
+		Detail: clip(e.Detail, maxDetail), Event: cmp.Or(clip(e.Origin, maxMethod), "supervisor")}
 	if err := a.audit.Append(rec); err != nil {
 		a.log.Error("audit log unwritable", "compartment", e.Compartment, "event", e.Kind, "error", err)
 	}

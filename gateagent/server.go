@@ -64,6 +64,12 @@ type Event struct {
 	Reason      string `json:"reason"` // a reason id from reasons.yaml
 	Decision    string `json:"decision"`
 	Detail      string `json:"detail"`
+	// Origin says who reported it: "compartment" (a line a compartment
+	// printed, relayed by the supervisor), "supervisor" (the default: the
+	// supervisor or a kernel layer) or "gate" (the gate agent's transport).
+	// The audit record keeps it as its "event" field, which a gate decision
+	// never has.
+	Origin string `json:"origin,omitempty"`
 }
 
 // LoadPolicySet loads registry and policy from dir (or the embedded set).
@@ -264,7 +270,7 @@ func (ag *Agent) attach(ctx context.Context, a Attachment, c CompartmentConfig) 
 	if err != nil {
 		if errors.Is(err, ErrPluginAddr) || errors.Is(err, ErrPluginPeer) {
 			ag.Record(Event{Compartment: a.Name, Kind: "gate/attach", Decision: "deny",
-				Reason: "gate.plugin_refused", Detail: err.Error()})
+				Reason: "gate.plugin_refused", Detail: err.Error(), Origin: "gate"})
 		}
 		return nil, nil, fmt.Errorf("reattach %s: %w", a.Name, err)
 	}

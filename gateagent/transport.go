@@ -70,7 +70,7 @@ func (t *transportAudit) HandleRPC(_ context.Context, s stats.RPCStats) {
 		return
 	}
 	t.agent.Record(Event{Compartment: t.caller, Kind: "gate/transport", Decision: "deny",
-		Reason: "gate.message_too_large", Detail: fmt.Sprintf("a call over the caller's limit of %d bytes was refused by the transport", t.limit)})
+		Reason: "gate.message_too_large", Origin: "gate", Detail: fmt.Sprintf("a call over the caller's limit of %d bytes was refused by the transport", t.limit)})
 }
 
 // connLimit accepts at most n connections at once; one more is closed at

@@ -54,6 +54,10 @@ type Record struct {
 	LatencyUS   int64    `json:"latency_us"`
 	Filters     []string `json:"filter_hits,omitempty"`
 	Detail      string   `json:"detail,omitempty"`
+	// Event is set on records that are not decisions of the gate but
+	// events reported to it, naming who reported them ("compartment",
+	// "supervisor", "gate"); a gate decision never has it.
+	Event string `json:"event,omitempty"`
 }
 
 // Options tune a log; the zero value is the appliance's default.
