@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -107,6 +108,10 @@ func (a *Agent) Forward(ctx context.Context, caller string, call *callpb.Call) *
 		rec.Reason = resp.Reason
 	}
 	if err := a.audit.Append(rec); err != nil {
+		if errors.Is(err, auditlog.ErrFull) {
+			a.log.Error("audit log full; refusing calls until an operator archives it or frees space (docs/OPERATIONS.md)", "req_id", call.ReqId, "error", err)
+			return deny(call, 503, "gate.audit_full", "the gateway's audit log is full; it refuses calls until an operator makes room")
+		}
 		a.log.Error("audit log unwritable; refusing calls", "req_id", call.ReqId, "script", rec.Script, "error", err)
 		return deny(call, 503, "gate.audit_unavailable", "the gateway cannot record decisions and refuses calls until it can")
 	}
@@ -202,6 +207,14 @@ func (a *Agent) Record(e Event) {
 	if err := a.audit.Append(rec); err != nil {
 		a.log.Error("audit log unwritable", "compartment", e.Compartment, "event", e.Kind, "error", err)
 	}
+}
+
+// QuotaWarning records that the audit log is nearly full (auditlog's
+// OnQuota): the operator sees it in the log, the audit trail and the
+// metrics (e2sgate_audit_events_total{reason="audit.quota_warning"}).
+func (a *Agent) QuotaWarning(u auditlog.Usage) {
+	a.Record(Event{Compartment: "gate", Kind: "gate/audit_quota", Decision: "warn", Reason: "audit.quota_warning", Origin: "gate",
+		Detail: fmt.Sprintf("the audit log is %d%% full (%d of %d bytes, by its %s); at 100%% the gate refuses calls", u.Percent, u.Used, u.Limit, u.By)})
 }
 
 // deny answers with a status, a reason id the operator can look up and a

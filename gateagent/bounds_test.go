@@ -116,3 +116,33 @@ func fileSize(t *testing.T, p string) int64 {
 	}
 	return st.Size()
 }
+
+// At 90 % of its quota the audit log gets a warning record (counted by the
+// metrics as an event); at full the gate answers 503 gate.audit_full, never
+// an unaudited answer.
+func TestForwardAuditQuota(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	a, _, _ := newTestAgent(t)
+	l, err := auditlog.OpenWith(path, auditlog.Options{Syslog: "off", Quota: 16 << 10, OnQuota: a.QuotaWarning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.audit = l
+	var last *callpb.Response
+	for range 1000 {
+		last = a.Forward(context.Background(), "outside", &callpb.Call{Script: "purchasing/catalogue", Method: "GET"})
+		if last.Status != 200 {
+			break
+		}
+	}
+	if last.Status != 503 || last.Reason != "gate.audit_full" {
+		t.Fatalf("full log: %d %s", last.Status, last.Reason)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	warnings, err := auditlog.Search(path, auditlog.Filter{Reason: "audit.quota_warning"}, 0)
+	if err != nil || len(warnings) != 1 || warnings[0].Event != "gate" || !strings.Contains(warnings[0].Detail, "% full") {
+		t.Fatalf("warnings %+v %v", warnings, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -29,6 +30,7 @@ type Config struct {
 	Compartments []CompartmentConfig `json:"compartments"`
 	PolicyDir    string              `json:"policy_dir"` // empty: the embedded policies
 	AuditLog     string              `json:"audit_log"`
+	AuditQuota   int64               `json:"audit_quota"` // bytes; 0: the file system's capacity
 }
 
 // CompartmentConfig is one compartment as the gate agent sees it.
@@ -109,12 +111,19 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 	if err != nil {
 		return fmt.Errorf("load policy set: %w", err)
 	}
-	audit, err := auditlog.OpenWith(cfg.AuditLog, auditlog.Options{Log: log})
+	var agent *Agent // the audit log warns through it once it exists
+	var agentReady atomic.Bool
+	audit, err := auditlog.OpenWith(cfg.AuditLog, auditlog.Options{Log: log, Quota: cfg.AuditQuota, OnQuota: func(u auditlog.Usage) {
+		if agentReady.Load() {
+			agent.QuotaWarning(u)
+		}
+	}})
 	if err != nil {
 		return err
 	}
 	defer audit.Close()
-	agent := New(log, audit, labels, set)
+	agent = New(log, audit, labels, set)
+	agentReady.Store(true)
 
 	var servers []*grpc.Server
 	defer func() {

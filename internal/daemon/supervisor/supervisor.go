@@ -353,7 +353,8 @@ func (s *Supervisor) superviseGate(ctx context.Context, fail context.CancelCause
 }
 
 func (s *Supervisor) runGate(ctx context.Context) error {
-	gc := gateagent.Config{PolicyDir: s.policyDir(), AuditLog: filepath.Join(s.cfg.DataDir, "audit", "audit.log")}
+	gc := gateagent.Config{PolicyDir: s.policyDir(), AuditLog: filepath.Join(s.cfg.DataDir, "audit", "audit.log"),
+		AuditQuota: s.cfg.AuditQuotaMB << 20}
 	for _, n := range manifest.Names() {
 		c := s.cfg.Compartments[n]
 		gc.Compartments = append(gc.Compartments, gateagent.CompartmentConfig{
