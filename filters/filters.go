@@ -1,7 +1,8 @@
 // Package filters holds the request and response filters the gate agent runs
 // on a call after the policy allowed it: the standard ones every registration
 // gets (method, content type, body size) and the named ones a registration or
-// a policy obligation adds (json, pan_mask).
+// a policy obligation adds (json, pan_mask; pan_mask masks the body and the
+// header values).
 package filters
 
 import (
@@ -9,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -82,54 +82,105 @@ func JSON(c *callpb.Call) *Denial {
 	return nil
 }
 
-// Card numbers: 13 to 19 digits, optionally grouped by spaces or dashes.
-var panPattern = regexp.MustCompile(`\b\d(?:[ -]?\d){12,18}\b`)
-
-// PANMask replaces every Luhn-valid card number in the body by its last
-// four digits, so full card numbers never leave for the outside.
+// PANMask replaces every Luhn-valid card number in the body and in the
+// header values by its last four digits, so full card numbers never leave
+// for the outside (a redirect's Location is as much an answer as its body).
 func PANMask(r *callpb.Response) bool {
 	hit := false
-	r.Body = panPattern.ReplaceAllFunc(r.GetBody(), func(m []byte) []byte {
-		digits := make([]byte, 0, len(m))
-		for _, b := range m {
-			if b >= '0' && b <= '9' {
-				digits = append(digits, b)
-			}
+	if b, ok := maskPANs(r.GetBody()); ok {
+		r.Body, hit = b, true
+	}
+	for k, v := range r.GetHeaders() {
+		if b, ok := maskPANs([]byte(v)); ok {
+			r.Headers[k], hit = string(b), true
 		}
-		// The match may run on into an expiry or a CVV ("4111…1111 12"):
-		// mask the longest Luhn-valid card number it starts with.
-		for n := min(len(digits), 19); n >= 13; n-- {
-			if luhn(digits[:n]) {
-				hit = true
-				return append(maskDigits(m, n), m[prefixLen(m, n):]...)
-			}
-		}
-		return m
-	})
+	}
 	return hit
 }
 
-// prefixLen is the length of the shortest prefix of m holding n digits.
-func prefixLen(m []byte, n int) int {
-	for i, b := range m {
-		if b >= '0' && b <= '9' {
-			if n--; n == 0 {
-				return i + 1
-			}
-		}
+// A card number is 13 to 19 digits, grouped or not by a separator: a
+// space, two spaces, a dash or a dot. Letters and underscores may touch it
+// ("ref_4111…", "pan4111…"): only a further digit makes it part of a longer
+// number.
+const (
+	minPAN = 13
+	maxPAN = 19
+)
+
+// sepLen is the length of the separator at b[i:] (0: none).
+func sepLen(b []byte, i int) int {
+	switch {
+	case i+1 < len(b) && b[i] == ' ' && b[i+1] == ' ':
+		return 2
+	case i < len(b) && (b[i] == ' ' || b[i] == '-' || b[i] == '.'):
+		return 1
 	}
-	return len(m)
+	return 0
 }
 
-// maskDigits returns the first n digits of m as stars and their last four.
-func maskDigits(m []byte, n int) []byte {
-	var d []byte
-	for _, b := range m {
-		if b >= '0' && b <= '9' && len(d) < n {
-			d = append(d, b)
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// maskPANs returns b with every card number masked, and whether it masked
+// one (b itself is not changed).
+func maskPANs(b []byte) ([]byte, bool) {
+	var out []byte // nil until the first hit
+	last := 0      // b[:last] is already in out
+	for i := 0; i < len(b); {
+		if !isDigit(b[i]) || (i > 0 && isDigit(b[i-1])) {
+			i++
+			continue
 		}
+		// i starts a group of digits. A group longer than a card number
+		// is some other number: skip it whole.
+		g := i
+		for g < len(b) && isDigit(b[g]) {
+			g++
+		}
+		if g-i > maxPAN {
+			i = g
+			continue
+		}
+		// The positions of up to maxPAN digits from here, across separators.
+		var pos []int
+		for j := i; j < len(b) && len(pos) < maxPAN; {
+			if isDigit(b[j]) {
+				pos = append(pos, j)
+				j++
+				continue
+			}
+			n := sepLen(b, j)
+			if n == 0 || j+n >= len(b) || !isDigit(b[j+n]) {
+				break
+			}
+			j += n
+		}
+		// The run may go on into an expiry or a CVV ("4111…1111 123"):
+		// mask the longest Luhn-valid card number it starts with.
+		n := 0
+		if len(pos) >= minPAN {
+			digits := make([]byte, len(pos))
+			for k, p := range pos {
+				digits[k] = b[p]
+			}
+			for n = len(pos); n >= minPAN && !luhn(digits[:n]); n-- {
+			}
+		}
+		if n < minPAN {
+			i = g // not a card number from this group: try the next one
+			continue
+		}
+		end := pos[n-1] + 1
+		out = append(out, b[last:i]...)
+		out = append(out, bytes.Repeat([]byte{'*'}, n-4)...)
+		for _, p := range pos[n-4 : n] {
+			out = append(out, b[p])
+		}
+		last, i = end, end
 	}
-	return append(bytes.Repeat([]byte{'*'}, n-4), d[n-4:]...)
+	if out == nil {
+		return b, false
+	}
+	return append(out, b[last:]...), true
 }
 
 func luhn(d []byte) bool {

@@ -1,6 +1,7 @@
 package filters
 
 import (
+	"maps"
 	"testing"
 
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
@@ -59,6 +60,17 @@ func TestPANMask(t *testing.T) {
 		{`total 12.50 EUR`, `total 12.50 EUR`, false},
 		{`card 4111111111111111 12/30`, `card ************1111 12/30`, true}, // followed by its expiry
 		{`card 4111 1111 1111 1111 123`, `card ************1111 123`, true},  // followed by a CVV
+		// Gaps an audit found: a word character before the number, dots
+		// and double spaces as separators.
+		{`ref_4111111111111111`, `ref_************1111`, true},
+		{`pan4111111111111111x`, `pan************1111x`, true},
+		{`card 4111.1111.1111.1111.`, `card ************1111.`, true},
+		{`card 4111  1111  1111  1111`, `card ************1111`, true},
+		{`card 4111 - 1111`, `card 4111 - 1111`, false}, // " - " is no separator
+		{`two 4111111111111111,5500000000000004`, `two ************1111,************0004`, true},
+		{`id 41111111111111111111111`, `id 41111111111111111111111`, false}, // one 23-digit number
+		{`id 1.4111111111111111`, `id 1.************1111`, true},            // from the next group on
+		{`no digits here`, `no digits here`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -66,6 +78,32 @@ func TestPANMask(t *testing.T) {
 			hit := PANMask(r)
 			if string(r.Body) != tt.want || hit != tt.hit {
 				t.Fatalf("got %q hit=%v, want %q hit=%v", r.Body, hit, tt.want, tt.hit)
+			}
+		})
+	}
+}
+
+// Headers are an answer too: a redirect must not carry a card number out.
+func TestPANMaskHeaders(t *testing.T) {
+	tests := []struct {
+		name    string
+		headers map[string]string
+		want    map[string]string
+		hit     bool
+	}{
+		{"location", map[string]string{"Location": "/x?pan=4111111111111111", "Content-Type": "text/plain"},
+			map[string]string{"Location": "/x?pan=************1111", "Content-Type": "text/plain"}, true},
+		{"custom header", map[string]string{"X-Card": "4111 1111 1111 1111"},
+			map[string]string{"X-Card": "************1111"}, true},
+		{"nothing to mask", map[string]string{"Location": "/orders/1234"},
+			map[string]string{"Location": "/orders/1234"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &callpb.Response{Headers: tt.headers, Body: []byte("ok")}
+			hit := PANMask(r)
+			if !maps.Equal(r.Headers, tt.want) || hit != tt.hit || string(r.Body) != "ok" {
+				t.Fatalf("got %v hit=%v, want %v hit=%v", r.Headers, hit, tt.want, tt.hit)
 			}
 		})
 	}

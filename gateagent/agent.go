@@ -7,10 +7,12 @@
 package gateagent
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -83,11 +85,20 @@ func (a *Agent) target(name string) protocol.Compartment {
 func (a *Agent) Forward(ctx context.Context, caller string, call *callpb.Call) *callpb.Response {
 	start := time.Now()
 	call.Caller = caller // the connection says who calls, never the call
-	if call.ReqId == "" {
-		call.ReqId = newReqID()
+	// The gate names the call: a caller's own id is kept only as clipped
+	// detail, so no caller can make its call look like another's record.
+	claimed := clip(call.ReqId, maxReqID)
+	call.ReqId = newReqID()
+	rec := auditlog.Record{Time: start.UTC(), ReqID: call.ReqId, CallerReqID: claimed, Caller: caller,
+		Script: clip(call.Script, maxScript), User: clip(call.User, maxUser)}
+	var resp *callpb.Response
+	if field := oversized(call); field != "" {
+		rec.Detail = field
+		resp = deny(call, 400, "gate.field_too_long", "a field of the call is longer than the gateway accepts")
+	} else {
+		resp = a.decideAndForward(ctx, call, &rec)
 	}
-	rec := auditlog.Record{Time: start.UTC(), ReqID: call.ReqId, Caller: caller, Script: call.Script, User: call.User}
-	resp := a.decideAndForward(ctx, call, &rec)
+	rec.Detail = clip(rec.Detail, maxDetail)
 	rec.Status = int(resp.Status)
 	rec.LatencyUS = time.Since(start).Microseconds()
 	if rec.Decision == "" {
@@ -97,10 +108,14 @@ func (a *Agent) Forward(ctx context.Context, caller string, call *callpb.Call) *
 		rec.Reason = resp.Reason
 	}
 	if err := a.audit.Append(rec); err != nil {
-		a.log.Error("audit log unwritable; refusing calls", "req_id", call.ReqId, "script", call.Script, "error", err)
+		if errors.Is(err, auditlog.ErrFull) {
+			a.log.Error("audit log full; refusing calls until an operator archives it or frees space (docs/OPERATIONS.md)", "req_id", call.ReqId, "error", err)
+			return deny(call, 503, "gate.audit_full", "the gateway's audit log is full; it refuses calls until an operator makes room")
+		}
+		a.log.Error("audit log unwritable; refusing calls", "req_id", call.ReqId, "script", rec.Script, "error", err)
 		return deny(call, 503, "gate.audit_unavailable", "the gateway cannot record decisions and refuses calls until it can")
 	}
-	a.log.Debug("call", "req_id", call.ReqId, "compartment", caller, "script", call.Script, "decision", rec.Decision, "reason", rec.Reason)
+	a.log.Debug("call", "req_id", call.ReqId, "compartment", caller, "script", rec.Script, "decision", rec.Decision, "reason", rec.Reason)
 	return resp
 }
 
@@ -186,11 +201,20 @@ func (a *Agent) decide(ctx context.Context, call *callpb.Call, rec *auditlog.Rec
 // Record audits an event reported by the supervisor (a kernel layer's
 // denial, lowered confinement): the gate agent is the one audit writer.
 func (a *Agent) Record(e Event) {
-	rec := auditlog.Record{Time: time.Now().UTC(), ReqID: newReqID(), Caller: e.Compartment,
-		Script: e.Kind, Decision: e.Decision, Reason: e.Reason, Detail: e.Detail}
+	rec := auditlog.Record{Time: time.Now().UTC(), ReqID: newReqID(), Caller: clip(e.Compartment, maxScript),
+		Script: clip(e.Kind, maxScript), Decision: clip(e.Decision, maxMethod), Reason: clip(e.Reason, maxScript),
+		Detail: clip(e.Detail, maxDetail), Event: cmp.Or(clip(e.Origin, maxMethod), "supervisor")}
 	if err := a.audit.Append(rec); err != nil {
 		a.log.Error("audit log unwritable", "compartment", e.Compartment, "event", e.Kind, "error", err)
 	}
+}
+
+// QuotaWarning records that the audit log is nearly full (auditlog's
+// OnQuota): the operator sees it in the log, the audit trail and the
+// metrics (e2sgate_audit_events_total{reason="audit.quota_warning"}).
+func (a *Agent) QuotaWarning(u auditlog.Usage) {
+	a.Record(Event{Compartment: "gate", Kind: "gate/audit_quota", Decision: "warn", Reason: "audit.quota_warning", Origin: "gate",
+		Detail: fmt.Sprintf("the audit log is %d%% full (%d of %d bytes, by its %s); at 100%% the gate refuses calls", u.Percent, u.Used, u.Limit, u.By)})
 }
 
 // deny answers with a status, a reason id the operator can look up and a

@@ -31,6 +31,12 @@ func (m *memAudit) Append(r auditlog.Record) error {
 	return nil
 }
 
+func (m *memAudit) all() []auditlog.Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]auditlog.Record(nil), m.recs...)
+}
+
 func (m *memAudit) last() auditlog.Record {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -29,6 +30,7 @@ type Config struct {
 	Compartments []CompartmentConfig `json:"compartments"`
 	PolicyDir    string              `json:"policy_dir"` // empty: the embedded policies
 	AuditLog     string              `json:"audit_log"`
+	AuditQuota   int64               `json:"audit_quota"` // bytes; 0: the file system's capacity
 }
 
 // CompartmentConfig is one compartment as the gate agent sees it.
@@ -64,6 +66,12 @@ type Event struct {
 	Reason      string `json:"reason"` // a reason id from reasons.yaml
 	Decision    string `json:"decision"`
 	Detail      string `json:"detail"`
+	// Origin says who reported it: "compartment" (a line a compartment
+	// printed, relayed by the supervisor), "supervisor" (the default: the
+	// supervisor or a kernel layer) or "gate" (the gate agent's transport).
+	// The audit record keeps it as its "event" field, which a gate decision
+	// never has.
+	Origin string `json:"origin,omitempty"`
 }
 
 // LoadPolicySet loads registry and policy from dir (or the embedded set).
@@ -93,20 +101,29 @@ func LoadPolicySet(ctx context.Context, dir string, compartments []string) (*Pol
 func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, acks io.Writer) error {
 	names := make([]string, 0, len(cfg.Compartments))
 	labels := map[string]string{}
+	byName := map[string]CompartmentConfig{}
 	for _, c := range cfg.Compartments {
 		names = append(names, c.Name)
 		labels[c.Name] = c.Label
+		byName[c.Name] = c
 	}
 	set, err := LoadPolicySet(ctx, cfg.PolicyDir, names)
 	if err != nil {
 		return fmt.Errorf("load policy set: %w", err)
 	}
-	audit, err := auditlog.OpenWith(cfg.AuditLog, auditlog.Options{Log: log})
+	var agent *Agent // the audit log warns through it once it exists
+	var agentReady atomic.Bool
+	audit, err := auditlog.OpenWith(cfg.AuditLog, auditlog.Options{Log: log, Quota: cfg.AuditQuota, OnQuota: func(u auditlog.Usage) {
+		if agentReady.Load() {
+			agent.QuotaWarning(u)
+		}
+	}})
 	if err != nil {
 		return err
 	}
 	defer audit.Close()
-	agent := New(log, audit, labels, set)
+	agent = New(log, audit, labels, set)
+	agentReady.Store(true)
 
 	var servers []*grpc.Server
 	defer func() {
@@ -114,17 +131,17 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 			s.Stop()
 		}
 	}()
+	maxMsg := map[string]int{} // each caller's message limit, fixed at start
 	for _, c := range cfg.Compartments {
 		l, err := listenGate(c)
 		if err != nil {
 			return err
 		}
-		// Stream workers reuse goroutines whose stacks have already grown to
-		// what an OPA evaluation needs, instead of growing a new one per call.
-		s := grpc.NewServer(grpc.MaxRecvMsgSize(protocol.MaxMessage), grpc.MaxSendMsgSize(protocol.MaxMessage), grpc.NumStreamWorkers(4))
+		maxMsg[c.Name] = maxMessageFor(set.Registry, c.Name)
+		s := grpc.NewServer(gateServerOptions(agent, c.Name, maxMsg[c.Name])...)
 		callpb.RegisterGateServer(s, &gateServer{agent: agent, caller: c.Name})
 		servers = append(servers, s)
-		go s.Serve(l)
+		go s.Serve(limitConns(l, log, c.Name, maxConns))
 	}
 	if err := confineSelf(log, cfg); err != nil {
 		return err
@@ -140,6 +157,12 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 			if err != nil {
 				log.Error("policy reload refused; the old policy stays in force", "error", err)
 				continue
+			}
+			for _, c := range cfg.Compartments {
+				if need := maxMessageFor(next.Registry, c.Name); need > maxMsg[c.Name] {
+					log.Error("the new registry lets a caller send larger bodies than its gate listener accepts until the appliance restarts; larger calls are refused meanwhile",
+						"compartment", c.Name, "limit", maxMsg[c.Name], "needed", need)
+				}
 			}
 			agent.SetPolicy(next)
 			log.Info("policy reloaded", "scripts", len(next.Registry.Scripts))
@@ -194,7 +217,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 				log.Info("compartment detached", "compartment", a.Name)
 				continue
 			}
-			pc, comp, err := attach(log, a)
+			pc, comp, err := agent.attach(ctx, a, byName[a.Name])
 			if err != nil {
 				log.Error("attach compartment failed", "compartment", a.Name, "error", err)
 				continue
@@ -242,13 +265,34 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 
 // attach connects to a compartment's plugin server started by the
 // supervisor (go-plugin reattach).
-func attach(log *slog.Logger, a Attachment) (*plugin.Client, protocol.Compartment, error) {
+// The address and its listener are checked first (attach.go), and every
+// connection the gate makes to it later is checked the same way.
+// A refused address or listener is audited (gate.plugin_refused).
+func (ag *Agent) attach(ctx context.Context, a Attachment, c CompartmentConfig) (*plugin.Client, protocol.Compartment, error) {
+	err := checkPluginAddr(c.PluginDir, a.Addr)
+	if err == nil {
+		var probe net.Conn
+		if probe, err = dialPlugin(ctx, a.Addr, c.UID); err == nil {
+			probe.Close()
+		}
+	}
+	if err != nil {
+		if errors.Is(err, ErrPluginAddr) || errors.Is(err, ErrPluginPeer) {
+			ag.Record(Event{Compartment: a.Name, Kind: "gate/attach", Decision: "deny",
+				Reason: "gate.plugin_refused", Detail: err.Error(), Origin: "gate"})
+		}
+		return nil, nil, fmt.Errorf("reattach %s: %w", a.Name, err)
+	}
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  protocol.Handshake,
 		Plugins:          protocol.PluginMap,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(protocol.MaxMessage), grpc.MaxCallSendMsgSize(protocol.MaxMessage))},
+			grpc.MaxCallRecvMsgSize(protocol.MaxMessage), grpc.MaxCallSendMsgSize(protocol.MaxMessage)),
+			// After go-plugin's own dialer, so it replaces it.
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+				return dialPlugin(ctx, a.Addr, c.UID)
+			})},
 		Reattach: &plugin.ReattachConfig{
 			Protocol: plugin.ProtocolGRPC, ProtocolVersion: int(protocol.Handshake.ProtocolVersion),
 			Addr: &net.UnixAddr{Net: "unix", Name: a.Addr}, Pid: a.Pid,

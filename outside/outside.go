@@ -20,6 +20,8 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 	"github.com/e2sgate/e2sgate/outside/compartment"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Server is the web front.
@@ -99,6 +101,10 @@ func (s *Server) cgi(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CallTimeout)
 	defer cancel()
 	resp, err := s.gate.Call(ctx, call)
+	if status.Code(err) == codes.ResourceExhausted { // the gate's transport cap for outside (audited there)
+		httpError(w, http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds the limit")
+		return
+	}
 	if err != nil {
 		s.log.Error("gate call failed", "script", call.Script, "error", err)
 		httpError(w, http.StatusBadGateway, "gate_unavailable", "the gateway is not available; try again shortly")

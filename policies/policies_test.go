@@ -44,7 +44,8 @@ func TestReasonsParse(t *testing.T) {
 	if err := yaml.Unmarshal(b, &reasons); err != nil {
 		t.Fatalf("reasons.yaml: %v", err)
 	}
-	for _, id := range []string{"reg.unknown_script", "pol.caller_clearance", "gate.audit_unavailable", "kernel.connect_denied"} {
+	for _, id := range []string{"reg.unknown_script", "pol.caller_clearance", "gate.audit_unavailable", "kernel.connect_denied",
+		"gate.field_too_long", "gate.message_too_large", "gate.plugin_refused", "sup.event_refused", "sup.events_dropped", "inside.confirmation_given_up"} {
 		if reasons[id] == "" {
 			t.Errorf("reason %s has no text", id)
 		}

@@ -89,6 +89,26 @@ type Manifest struct {
 	// MayNotLink are further module-relative packages its program must not
 	// link.
 	MayNotLink []string
+	// Events are the audit events the compartment may report on its stdout
+	// ({"e2s_event": ...} lines); the supervisor relays no other.
+	Events []EventKind
+}
+
+// EventKind is one kind of audit event a compartment reports, with the
+// reason ids it may carry.
+type EventKind struct {
+	Kind    string
+	Reasons []string
+}
+
+// AllowsEvent reports whether m declares events of kind with reason.
+func (m *Manifest) AllowsEvent(kind, reason string) bool {
+	for _, e := range m.Events {
+		if e.Kind == kind {
+			return slices.Contains(e.Reasons, reason)
+		}
+	}
+	return false
 }
 
 // Program is the module-relative package of the compartment's program.

@@ -19,5 +19,12 @@ func init() {
 		Sockets:    []manifest.Socket{manifest.SocketSocks},
 		Code:       []string{"inside"},
 		MayNotLink: []string{"gateagent"},
+		Events: []manifest.EventKind{
+			// The SOCKS filter's decision on every connection (filters/socks).
+			{Kind: "socks.connect", Reasons: []string{"socks.allowed", "socks.not_allowlisted",
+				"socks.unsupported_request", "socks.dial_failed", "socks.protocol_error"}},
+			// A back-office confirmation inside stopped retrying.
+			{Kind: "backoffice.confirmation", Reasons: []string{"inside.confirmation_given_up"}},
+		},
 	})
 }

@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -38,19 +39,26 @@ import (
 // Record is one audited event: a gate decision, allowed or denied, or an
 // admin command.
 type Record struct {
-	Seq       uint64    `json:"seq"` // position in the log, set by Append
-	Time      time.Time `json:"time"`
-	ReqID     string    `json:"req_id"`
-	Caller    string    `json:"caller"`
-	Target    string    `json:"target,omitempty"`
-	Script    string    `json:"script"`
-	User      string    `json:"user,omitempty"`
-	Decision  string    `json:"decision"` // "allow" or "deny"
-	Reason    string    `json:"reason"`
-	Status    int       `json:"status"`
-	LatencyUS int64     `json:"latency_us"`
-	Filters   []string  `json:"filter_hits,omitempty"`
-	Detail    string    `json:"detail,omitempty"`
+	Seq   uint64    `json:"seq"` // position in the log, set by Append
+	Time  time.Time `json:"time"`
+	ReqID string    `json:"req_id"` // set by the writer, never by a caller
+	// CallerReqID is the request id the caller sent, clipped: detail only
+	// (a compartment calling on behalf of a call passes that call's id).
+	CallerReqID string   `json:"caller_req_id,omitempty"`
+	Caller      string   `json:"caller"`
+	Target      string   `json:"target,omitempty"`
+	Script      string   `json:"script"`
+	User        string   `json:"user,omitempty"`
+	Decision    string   `json:"decision"` // "allow" or "deny"
+	Reason      string   `json:"reason"`
+	Status      int      `json:"status"`
+	LatencyUS   int64    `json:"latency_us"`
+	Filters     []string `json:"filter_hits,omitempty"`
+	Detail      string   `json:"detail,omitempty"`
+	// Event is set on records that are not decisions of the gate but
+	// events reported to it, naming who reported them ("compartment",
+	// "supervisor", "gate"); a gate decision never has it.
+	Event string `json:"event,omitempty"`
 }
 
 // Options tune a log; the zero value is the appliance's default.
@@ -63,6 +71,28 @@ type Options struct {
 	Syslog    string        // "": local syslog if /dev/log exists; "off"; or a unixgram socket path
 	SyslogTag string        // default "e2sgate-audit"
 	Log       *slog.Logger  // default: discard
+	// Quota bounds the log's files together (records, leaf hashes,
+	// checkpoints) in bytes; 0: only the file system bounds them. See
+	// Usage for what happens as the log fills up.
+	Quota int64
+	// OnQuota is called once, after the Append that brought the log to
+	// QuotaWarn percent of its quota or of its file system's capacity, with
+	// the usage then (and again after the log is reopened, if still so).
+	OnQuota func(Usage)
+}
+
+// QuotaWarn is the usage, in percent, at which OnQuota is called. At 100 %
+// of the quota, or when the file system is out of space, Append fails with
+// ErrFull (which is also ErrUnwritable: the caller fails closed).
+const QuotaWarn = 90
+
+// Usage is how full a log is: Percent of Limit bytes used, where Limit is
+// the quota or the file system's capacity (By says which), whichever is
+// fuller.
+type Usage struct {
+	Used, Limit int64
+	Percent     int
+	By          string // "quota" or "filesystem"
 }
 
 func (o *Options) defaults(path string) {
@@ -119,6 +149,8 @@ type Log struct {
 	closed    bool
 	waiters   []chan error
 	lines     [][]byte // written since the last sync, for syslog
+	fsUsage   Usage    // the file system's, as of the last flush
+	warned    bool     // OnQuota was called
 
 	kick chan struct{}
 	done chan struct{}
@@ -171,6 +203,7 @@ func OpenWith(path string, o Options) (*Log, error) {
 	}
 	l.w, l.hw = bufio.NewWriterSize(l.f, 64<<10), bufio.NewWriterSize(l.hf, 8<<10)
 	l.sys = newForwarder(o.Syslog, o.SyslogTag, o.Log)
+	l.statFS()
 	l.wg.Add(1)
 	go l.flusher()
 	return l, nil
@@ -257,6 +290,11 @@ func (l *Log) Append(r Record) error {
 		l.mu.Unlock()
 		return fmt.Errorf("encode audit record: %w", err)
 	}
+	if used := l.logSize + l.hashSize + l.cpSize + int64(len(b)) + 1 + 32; l.o.Quota > 0 && used > l.o.Quota {
+		l.mu.Unlock()
+		return fmt.Errorf("%w: %w: %s: a record of %d bytes would exceed the quota of %d bytes",
+			ErrUnwritable, ErrFull, l.path, len(b), l.o.Quota)
+	}
 	h := leafHash(b)
 	if _, err := l.w.Write(append(b, '\n')); err != nil {
 		l.failLocked(err)
@@ -279,10 +317,66 @@ func (l *Log) Append(r Record) error {
 	case l.kick <- struct{}{}:
 	default:
 	}
-	return <-ch
+	if err := <-ch; err != nil {
+		return err
+	}
+	l.checkQuota()
+	return nil
+}
+
+// Usage is how full the log is now.
+func (l *Log) Usage() Usage {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.usageLocked()
+}
+
+func (l *Log) usageLocked() Usage {
+	u := l.fsUsage
+	if q := l.o.Quota; q > 0 {
+		used := l.logSize + l.hashSize + l.cpSize
+		if qu := (Usage{Used: used, Limit: q, Percent: int(used * 100 / q), By: "quota"}); qu.Percent >= u.Percent {
+			u = qu
+		}
+	}
+	return u
+}
+
+// checkQuota calls OnQuota once the log is QuotaWarn percent full.
+func (l *Log) checkQuota() {
+	l.mu.Lock()
+	u := l.usageLocked()
+	warn := !l.warned && u.Percent >= QuotaWarn
+	if warn {
+		l.warned = true
+	}
+	l.mu.Unlock()
+	if warn {
+		l.o.Log.Warn("audit log nearly full", "log", l.path, "percent", u.Percent, "used", u.Used, "limit", u.Limit, "by", u.By)
+		if l.o.OnQuota != nil {
+			l.o.OnQuota(u)
+		}
+	}
+}
+
+// statFS notes how full the log's file system is.
+func (l *Log) statFS() {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(l.path), &st); err != nil || st.Blocks == 0 {
+		return
+	}
+	size := int64(st.Blocks) * st.Bsize
+	used := size - int64(st.Bavail)*st.Bsize
+	l.mu.Lock()
+	l.fsUsage = Usage{Used: used, Limit: size, Percent: int(used * 100 / size), By: "filesystem"}
+	l.mu.Unlock()
 }
 
 func (l *Log) failLocked(err error) {
+	if l.err == nil && errors.Is(err, syscall.ENOSPC) {
+		l.err = fmt.Errorf("%w: %w: %s: %w", ErrUnwritable, ErrFull, l.path, err)
+		l.o.Log.Error("audit log unwritable: its file system is full", "log", l.path, "error", err)
+	}
 	if l.err == nil {
 		l.err = fmt.Errorf("%w: %s: %w", ErrUnwritable, l.path, err)
 		l.o.Log.Error("audit log unwritable", "log", l.path, "error", err)
@@ -419,6 +513,7 @@ func (l *Log) flusher() {
 		if err == nil {
 			err = l.syncFiles()
 		}
+		l.statFS()
 		l.mu.Lock()
 		switch {
 		case err != nil:

@@ -9,6 +9,9 @@ var (
 	// read-only, I/O error). The caller must fail closed; the log retries on
 	// the next Append and recovers once the storage is writable again.
 	ErrUnwritable = errors.New("audit log unwritable")
+	// ErrFull: the log reached its quota, or its file system is out of
+	// space; always wrapped together with ErrUnwritable.
+	ErrFull = errors.New("audit log full")
 	// ErrTampered: the log does not match its leaf hashes or its signed
 	// checkpoints.
 	ErrTampered = errors.New("audit log tampered")

@@ -44,13 +44,16 @@ type Config struct {
 	ContainerdAddress string `yaml:"containerd_address"`
 	// Confinement "required" refuses to start without every kernel layer;
 	// "lowered" starts anyway and says so loudly in the log and audit.
-	Confinement  string       `yaml:"confinement"`
-	Restart      Restart      `yaml:"restart"`
-	Internal     Internal     `yaml:"internal_network"`
-	Outside      Outside      `yaml:"outside"`
-	Payment      Payment      `yaml:"payment"`
-	BackOffice   BackOffice   `yaml:"back_office"`
-	Simulators   bool         `yaml:"simulators"` // run the acquirer and back-office simulators (see supervisor/simulators.go)
+	Confinement string     `yaml:"confinement"`
+	Restart     Restart    `yaml:"restart"`
+	Internal    Internal   `yaml:"internal_network"`
+	Outside     Outside    `yaml:"outside"`
+	Payment     Payment    `yaml:"payment"`
+	BackOffice  BackOffice `yaml:"back_office"`
+	Simulators  bool       `yaml:"simulators"` // run the acquirer and back-office simulators (see supervisor/simulators.go)
+	// AuditQuotaMB bounds the gate's audit log (records, hashes and
+	// checkpoints); 0: the file system's capacity (docs/OPERATIONS.md).
+	AuditQuotaMB int64        `yaml:"audit_quota_mb"`
 	Compartments Compartments `yaml:"compartments"`
 }
 
@@ -263,6 +266,9 @@ func (c *Config) Validate() error {
 	r := c.Restart
 	if r.InitialBackoff <= 0 || r.MaxBackoff < r.InitialBackoff || r.MaxCrashes < 1 || r.Window <= 0 {
 		return invalid("restart", "need 0 < initial_backoff <= max_backoff, max_crashes >= 1, window > 0")
+	}
+	if c.AuditQuotaMB < 0 {
+		return invalid("audit_quota_mb", "%d is negative; 0 means the file system's capacity", c.AuditQuotaMB)
 	}
 	if _, err := netip.ParsePrefix(c.Internal.InsideAddress); err != nil {
 		return invalid("internal_network.inside_address", "%q is not an address/prefix such as 10.77.0.2/24", c.Internal.InsideAddress)

@@ -35,6 +35,7 @@ type Metrics struct {
 	rules     *prometheus.CounterVec
 	auditLag  prometheus.Histogram
 	admin     *prometheus.CounterVec
+	events    *prometheus.CounterVec
 	restarts  *prometheus.Desc
 	unused    *prometheus.Desc
 	mu        sync.Mutex
@@ -62,12 +63,14 @@ func New(scripts func() []string, restarts func() map[string]int) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1e-3, 2, 14)}),
 		admin: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "e2sgate_admin_commands_total",
 			Help: "Admin commands by command and decision."}, []string{"command", "decision"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "e2sgate_audit_events_total",
+			Help: "Audit records that are events reported to the gate agent, not its decisions, by who reported them, kind and reason."}, []string{"origin", "kind", "reason"}),
 		restarts: prometheus.NewDesc("e2sgate_compartment_restarts_total", "Restarts of a compartment by the supervisor.", []string{"compartment"}, nil),
 		unused:   prometheus.NewDesc("e2sgate_registry_entry_unused", "1 for every registered script no call has used since the supervisor started.", []string{"script"}, nil),
 		used:     map[string]bool{},
 		scripts:  scripts, restartsF: restarts,
 	}
-	m.reg.MustRegister(m.calls, m.latency, m.filters, m.rules, m.auditLag, m.admin, m,
+	m.reg.MustRegister(m.calls, m.latency, m.filters, m.rules, m.auditLag, m.admin, m.events, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -96,10 +99,15 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// Gate counts one gate decision from its audit record; now is when the
-// record was read back.
+// Gate counts one gate decision from its audit record, or one event
+// (Record.Event set) apart from the decisions; now is when the record was
+// read back.
 func (m *Metrics) Gate(r auditlog.Record, now time.Time) {
 	if r.Caller == "admin" || r.Decision == "" {
+		return
+	}
+	if r.Event != "" { // reported to the gate, not decided by it
+		m.events.WithLabelValues(r.Event, r.Script, r.Reason).Inc()
 		return
 	}
 	m.calls.WithLabelValues(r.Script, r.Decision).Inc()

@@ -17,6 +17,9 @@ func TestGateMetricsFromRecords(t *testing.T) {
 		{Time: now.Add(-2 * time.Millisecond), Caller: "outside", Script: "purchasing/catalogue", Decision: "allow", Reason: "pol.allowed", LatencyUS: 700},
 		{Time: now, Caller: "outside", Script: "keyhandler/sign", Decision: "deny", Reason: "pol.caller_clearance", LatencyUS: 90},
 		{Time: now, Caller: "outside", Script: "purchasing/basket", Decision: "deny", Reason: "flt.method", LatencyUS: 60},
+		// Events are counted apart, never as calls or rule hits.
+		{Time: now, Caller: "inside", Script: "inside/socks.connect", Decision: "allow", Reason: "socks.allowed", Event: "compartment"},
+		{Time: now, Caller: "purchasing", Script: "supervisor/event", Decision: "deny", Reason: "sup.event_refused", Event: "supervisor"},
 	}
 	for _, r := range recs {
 		m.Gate(r, now)
@@ -38,10 +41,15 @@ func TestGateMetricsFromRecords(t *testing.T) {
 		`e2sgate_registry_entry_unused{script="payment/authorize"} 1`,
 		`e2sgate_audit_lag_seconds_count 4`,
 		`e2sgate_admin_commands_total{command="status",decision="allow"} 1`,
+		`e2sgate_audit_events_total{kind="inside/socks.connect",origin="compartment",reason="socks.allowed"} 1`,
+		`e2sgate_audit_events_total{kind="supervisor/event",origin="supervisor",reason="sup.event_refused"} 1`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("missing %s", want)
 		}
+	}
+	if strings.Contains(text, `rule="socks.allowed"`) || strings.Contains(text, `script="inside/socks.connect"`) {
+		t.Error("an event was counted as a gate decision")
 	}
 	if strings.Contains(text, `e2sgate_registry_entry_unused{script="purchasing/catalogue"}`) {
 		t.Error("a used script is listed as unused")

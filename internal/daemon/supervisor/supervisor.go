@@ -27,10 +27,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -103,7 +105,9 @@ type Supervisor struct {
 	gateIn   io.Writer // control pipe of the running gate agent, or nil
 	attached map[string]gateagent.Attachment
 	held     map[string]chan struct{} // compartments an operator stopped (admin.go)
-	pending  []gateagent.Event        // to audit once a gate agent runs
+	pending  []gateagent.Event        // to audit once a gate agent runs (at most maxPending)
+	overflow map[string]int           // events not queued for want of room, by compartment
+	now      func() time.Time         // the clock of the event rate limits; time.Now if nil
 	socks    map[string][]*os.File    // SOCKS listeners by the compartment they are handed to (socks.go)
 	simulate bool                     // run the acquirer and back-office simulators (simulators.go)
 	status   Status
@@ -353,7 +357,8 @@ func (s *Supervisor) superviseGate(ctx context.Context, fail context.CancelCause
 }
 
 func (s *Supervisor) runGate(ctx context.Context) error {
-	gc := gateagent.Config{PolicyDir: s.policyDir(), AuditLog: filepath.Join(s.cfg.DataDir, "audit", "audit.log")}
+	gc := gateagent.Config{PolicyDir: s.policyDir(), AuditLog: filepath.Join(s.cfg.DataDir, "audit", "audit.log"),
+		AuditQuota: s.cfg.AuditQuotaMB << 20}
 	for _, n := range manifest.Names() {
 		c := s.cfg.Compartments[n]
 		gc.Compartments = append(gc.Compartments, gateagent.CompartmentConfig{
@@ -390,12 +395,11 @@ func (s *Supervisor) runGate(ctx context.Context) error {
 			err = writeJSONLine(in, gateagent.Control{Attach: &a})
 		}
 	}
-	for _, e := range s.pending {
+	for _, e := range s.takePendingLocked() {
 		if err == nil {
 			err = writeJSONLine(in, gateagent.Control{Event: &e})
 		}
 	}
-	s.pending = nil
 	s.gateIn = in
 	s.status.GatePid = cmd.Process.Pid
 	s.mu.Unlock()
@@ -448,15 +452,42 @@ func (s *Supervisor) tellGate(a gateagent.Attachment) {
 }
 
 // audit has the gate agent write e to the audit log; events that happen
-// while no gate agent runs are queued and sent when one starts.
+// while no gate agent runs are queued (at most maxPending; the rest are
+// counted and reported as one record each compartment) and sent when one
+// starts.
 func (s *Supervisor) audit(e gateagent.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gateIn == nil {
+		if len(s.pending) >= maxPending {
+			if s.overflow == nil {
+				s.overflow = map[string]int{}
+			}
+			s.overflow[e.Compartment]++
+			return
+		}
 		s.pending = append(s.pending, e)
 		return
 	}
 	s.sendLocked(gateagent.Control{Event: &e})
+}
+
+// takePendingLocked empties the queue: its events, then one record for
+// each compartment whose events did not fit.
+func (s *Supervisor) takePendingLocked() []gateagent.Event {
+	out := s.pending
+	for _, name := range slices.Sorted(maps.Keys(s.overflow)) {
+		out = append(out, droppedEvent(name, s.overflow[name], "the queue kept while the gate agent was down"))
+	}
+	s.pending, s.overflow = nil, nil
+	return out
+}
+
+func (s *Supervisor) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
 }
 
 func (s *Supervisor) sendLocked(m gateagent.Control) {
