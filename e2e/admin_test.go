@@ -582,7 +582,7 @@ func TestAuditFullFailsClosed(t *testing.T) {
 	served := 0
 	for {
 		c, r, err := a.get("/cgi-bin/purchasing/catalogue")
-		if err == nil && c == 503 && r == "gate.audit_unavailable" {
+		if err == nil && c == 503 && r == "gate.audit_full" {
 			break
 		}
 		if err != nil || c != 200 || served > 500 {
@@ -591,7 +591,7 @@ func TestAuditFullFailsClosed(t *testing.T) {
 		served++
 	}
 	for range 3 {
-		if c, r, err := a.get("/cgi-bin/purchasing/catalogue"); err != nil || c != 503 || r != "gate.audit_unavailable" {
+		if c, r, err := a.get("/cgi-bin/purchasing/catalogue"); err != nil || c != 503 || r != "gate.audit_full" {
 			t.Fatalf("with the audit disk full: %d %s %v", c, r, err)
 		}
 	}
