@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -28,7 +29,9 @@ import (
 	"time"
 
 	vnetns "github.com/vishvananda/netns"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/document/cms"
@@ -714,6 +717,37 @@ func TestPurchase(t *testing.T) {
 		if st.Org != "acme" || len(st.Orders) != 2 || len(st.VAT) != 2 || st.VAT[0] != want[0] || st.VAT[1] != want[1] ||
 			st.NetCents != 52600 || st.GrossCents != gross || st.AuthorizedCents != gross || st.CapturedCents != gross {
 			t.Fatalf("statement %+v", st)
+		}
+	})
+
+	// The attack of issue 16: a compromised outside calls the gate itself
+	// (its own gate socket, its uid) and puts the manager's certificate —
+	// public — into SSL_CLIENT_CERT, with a user to match, but has no key
+	// to sign with. purchasing gives nothing away; the gate audits the 401.
+	t.Run("forged identity meta from outside: 401, nothing read, audited", func(t *testing.T) {
+		sock := filepath.Join(a.runDir(), "gate", "outside", "gate.sock")
+		for i, tt := range []struct{ script, pathInfo string }{
+			{"purchasing/private", ""},
+			{"purchasing/statement", ""},
+			{"purchasing/buyers", ""},
+			{"purchasing/delivery", "/" + strings.Repeat("0", 32)},
+		} {
+			reqID := fmt.Sprintf("forged-identity-%d", i)
+			call, _ := protojson.Marshal(&callpb.Call{ReqId: reqID, Script: tt.script, Method: "GET", PathInfo: tt.pathInfo,
+				User: "cert:" + mia.fp()[:16], Meta: map[string]string{
+					"REQUEST_METHOD": "GET", "HTTPS": "on", "SSL_CLIENT_CERT": mia.pem(), "SSL_CLIENT_FINGERPRINT": mia.fp(),
+					"SSL_CLIENT_S_DN": mia.cert.Subject.String(), "SSL_CLIENT_VERIFY": "SUCCESS"}})
+			out := runChild(t, uidOutside, call, "callas", sock)
+			if out.Err != "" {
+				t.Fatalf("%s: %s", tt.script, out.Err)
+			}
+			if out.Status != 401 || out.Headers["X-E2s-Reason"] != "purchasing.signature_required" || bytes.Contains(out.Body, []byte("acme")) || bytes.Contains(out.Body, []byte("ACME")) {
+				t.Errorf("%s with the manager's certificate and no proof = %d %v %s", tt.script, out.Status, out.Headers, out.Body)
+			}
+			rec := a.audited(func(r auditlog.Record) bool { return r.CallerReqID == reqID })
+			if rec.Caller != "outside" || rec.Status != 401 || rec.Script != tt.script {
+				t.Errorf("audit record of the forged call: %+v", rec)
+			}
 		}
 	})
 
