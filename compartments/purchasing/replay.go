@@ -104,18 +104,20 @@ func (g *replayGuard) use(key string, forget, now time.Time) error {
 			return ErrReplayFull
 		}
 	}
-	if g.appended > 2*g.max {
+	// After a failed write the file may end in a torn line: rewrite it
+	// whole before appending again.
+	if g.f == nil || g.appended > 2*g.max {
 		if err := g.compact(); err != nil {
 			return err
 		}
 	}
-	if g.f == nil {
-		return fmt.Errorf("replay guard: %w", os.ErrClosed)
+	_, err := fmt.Fprintf(g.f, "%d %s\n", forget.Unix()+1, key)
+	if err == nil {
+		err = g.f.Sync()
 	}
-	if _, err := fmt.Fprintf(g.f, "%d %s\n", forget.Unix()+1, key); err != nil {
-		return fmt.Errorf("replay guard: %w", err)
-	}
-	if err := g.f.Sync(); err != nil {
+	if err != nil {
+		g.f.Close()
+		g.f = nil
 		return fmt.Errorf("replay guard: %w", err)
 	}
 	g.appended++
