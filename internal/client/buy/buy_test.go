@@ -53,6 +53,7 @@ type merchant struct {
 	acceptFail  func(n int) (int, string) // status and code for the n-th accept (0: answer)
 	noCounter   bool                      // contract without the countersignature
 	notYet      int                       // answer not_delivered this many times
+	refuseAll   string                    // refuse every request 401 with this code
 }
 
 const document = "the licence key for order "
@@ -83,6 +84,10 @@ func (m *merchant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.nonces = map[string]bool{}
 	}
 	m.nonces[nonce] = true
+	if m.refuseAll != "" {
+		m.fail(w, 401, m.refuseAll)
+		return
+	}
 	id, _ := strings.CutPrefix(script, "delivery/")
 	switch {
 	case script == "private":
@@ -336,6 +341,8 @@ func TestPurchaseRefused(t *testing.T) {
 		{"unknown SKU", "NOPE=1", 0, nil, client.ErrUsage, "NOPE is not in the catalogue", 0},
 		{"bad basket", "LIC-STD=0", 0, nil, client.ErrUsage, "QTY ≥ 1", 0},
 		{"contract without countersignature", "LIC-STD=1", 0, func(_ *testing.T, m *merchant) { m.noCounter = true }, ErrBadDocument, "no countersignature", 1},
+		{"key not registered", "LIC-STD=1", 0, func(_ *testing.T, m *merchant) { m.refuseAll = "unknown_buyer" }, ErrRefused, "GET private: 401 unknown_buyer", 0},
+		{"clock off", "LIC-STD=1", 0, func(_ *testing.T, m *merchant) { m.refuseAll = "stale_request" }, ErrRefused, "GET private: 401 stale_request", 0},
 		{"over the limit", "LIC-STD=1", 0, func(_ *testing.T, m *merchant) {
 			m.acceptFail = func(int) (int, string) { return 402, "over_limit" }
 		}, ErrRefused, "POST accept: 402 over_limit: the merchant says over_limit", 1},
