@@ -163,7 +163,7 @@ func TestBuyCLI(t *testing.T) {
 				return
 			}
 			req, _ := http.NewRequest(r.Method, a.URL+r.URL.RequestURI(), bytes.NewReader(body))
-			for _, h := range []string{"Content-Type", "E2s-Signature", "E2s-Buyer"} {
+			for _, h := range []string{"Content-Type", "E2s-Signature", "E2s-Buyer", "E2s-Time", "E2s-Nonce"} {
 				if v := r.Header.Get(h); v != "" {
 					req.Header.Set(h, v)
 				}

@@ -23,6 +23,7 @@ import (
 	"github.com/e2sgate/e2sgate/filters/socks"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/sim/acquirer"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // The payment half of issue 5 through the real appliance (runc sandboxes,
@@ -82,6 +83,24 @@ func childMain(mode string, args []string) int {
 		}
 		r, err := g.Call(context.Background(), &callpb.Call{Script: args[1], Method: "POST", Body: body,
 			Meta: map[string]string{"CONTENT_TYPE": "application/json"}})
+		if err != nil {
+			out.Err = err.Error()
+			break
+		}
+		out.Status, out.Headers, out.Body = r.GetStatus(), r.GetHeaders(), r.GetBody()
+	case "callas": // args: socket; the whole call (protojson) on stdin
+		in, _ := io.ReadAll(os.Stdin)
+		var c callpb.Call
+		if err := protojson.Unmarshal(in, &c); err != nil {
+			out.Err = err.Error()
+			break
+		}
+		g, err := protocol.DialGate(args[0])
+		if err != nil {
+			out.Err = err.Error()
+			break
+		}
+		r, err := g.Call(context.Background(), &c)
 		if err != nil {
 			out.Err = err.Error()
 			break

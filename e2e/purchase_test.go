@@ -12,6 +12,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -27,7 +29,9 @@ import (
 	"time"
 
 	vnetns "github.com/vishvananda/netns"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/internal/document/cms"
@@ -205,29 +209,72 @@ func puEnrol(t *testing.T, a *appliance, mia, bob *puIdentity) {
 	}
 }
 
-// puClient is an HTTP client of the appliance presenting id's certificate
-// in the TLS handshake.
+// puClient is an HTTP client of the appliance for id: it presents id's
+// certificate in the TLS handshake (a hint only) and signs every request
+// with id's key (puSign), as e2s buy and the storefront do.
 func puClient(a *appliance, id *puIdentity) *http.Client {
 	c := a.httpClient()
 	tr := c.Transport.(*http.Transport).Clone()
 	tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: [][]byte{id.cert.Raw}, PrivateKey: id.key, Leaf: id.cert}}
-	c.Transport = tr
+	c.Transport = puSigner{id: id, next: tr}
 	return c
 }
 
-// puDo is a request with client c and extra headers.
+// puTLSClient presents id's certificate in the TLS handshake and signs
+// nothing: what a client without the key (or outside) can do.
+func puTLSClient(a *appliance, id *puIdentity) *http.Client {
+	c := puClient(a, id)
+	c.Transport = c.Transport.(puSigner).next
+	return c
+}
+
+// puSigner signs each request it carries.
+type puSigner struct {
+	id   *puIdentity
+	next http.RoundTripper
+}
+
+func (s puSigner) RoundTrip(r *http.Request) (*http.Response, error) {
+	var body []byte
+	if r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		body = b
+	}
+	r = r.Clone(r.Context())
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	for k, v := range puSign(s.id, r.Method, r.URL.Path, r.URL.RawQuery, body) {
+		r.Header.Set(k, v)
+	}
+	return s.next.RoundTrip(r)
+}
+
+// puSign is the headers of a request signed by id (API.md "Who you are").
+func puSign(id *puIdentity, method, path, query string, body []byte) map[string]string {
+	ts, nonce := time.Now().UTC().Format(time.RFC3339), hex.EncodeToString(puNonce())
+	sig, err := cms.SignHeader(api.RequestToSign(method, path, query, body, ts, nonce, id.fp()), id.key, id.cert)
+	if err != nil {
+		panic(err)
+	}
+	return map[string]string{api.HeaderSignature: sig, api.HeaderBuyer: id.fp(), api.HeaderTime: ts, api.HeaderNonce: nonce}
+}
+
+func puNonce() []byte {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return b
+}
+
 // puManagerChange sends a manager's change to the organisation the only way
-// purchasing accepts it: signed end to end (E2s-Signature) and bound to the
-// current time. The TLS client certificate alone is refused.
+// purchasing accepts it: a request signed by the manager. The TLS client
+// certificate alone is refused.
 func puManagerChange(t *testing.T, a *appliance, mgr *puIdentity, m map[string]any) (*http.Response, []byte) {
 	t.Helper()
-	m["time"] = time.Now().UTC().Format(time.RFC3339)
 	body, _ := json.Marshal(m)
-	sig, err := cms.SignHeader(body, mgr.key, mgr.cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return puDo(t, a, a.httpClient(), "POST", "/cgi-bin/purchasing/buyers", "application/json", body, map[string]string{"E2s-Signature": sig})
+	return puDo(t, a, a.httpClient(), "POST", "/cgi-bin/purchasing/buyers", "application/json", body, puSign(mgr, "POST", "/cgi-bin/purchasing/buyers", "", body))
 }
 
 func puDo(t *testing.T, a *appliance, c *http.Client, method, path, ctype string, body []byte, hdr map[string]string) (*http.Response, []byte) {
@@ -372,8 +419,7 @@ func TestPurchase(t *testing.T) {
 		var ch struct{ Challenge string }
 		json.Unmarshal(chBody, &ch)
 		login, _ := json.Marshal(api.LoginRequest{Type: "e2sgate.login.v1", Challenge: ch.Challenge, Fingerprint: bob.fp(), Time: time.Now().UTC().Format(time.RFC3339)})
-		sig, _ := cms.SignHeader(login, bob.key, bob.cert)
-		resp, body := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/login", "application/json", login, map[string]string{"E2s-Signature": sig})
+		resp, body := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/login", "application/json", login, puSign(bob, "POST", "/cgi-bin/purchasing/login", "", login))
 		var ans api.LoginAnswer
 		if resp.StatusCode != 200 || json.Unmarshal(body, &ans) != nil || ans.Session == "" {
 			t.Fatalf("login = %d %s", resp.StatusCode, body)
@@ -381,16 +427,23 @@ func TestPurchase(t *testing.T) {
 		if _, err := cms.Verify(ans.MerchantSignature, cms.VerifyOptions{Registered: []*x509.Certificate{merchant}}); err != nil {
 			t.Fatalf("merchant's login answer: %v", err)
 		}
-		if resp, _ := puDo(t, a, anon, "GET", "/cgi-bin/purchasing/private", "", nil, map[string]string{"E2s-Session": ans.Session}); resp.StatusCode != 200 {
-			t.Fatalf("private with session = %d", resp.StatusCode)
+		// The session is bound to Bob's key: every request in it is signed.
+		inSession := puSign(bob, "GET", "/cgi-bin/purchasing/private", "", nil)
+		inSession[api.HeaderSession] = ans.Session
+		if resp, b := puDo(t, a, anon, "GET", "/cgi-bin/purchasing/private", "", nil, inSession); resp.StatusCode != 200 {
+			t.Fatalf("private with session = %d %s", resp.StatusCode, b)
 		}
-		eveSig, _ := cms.SignHeader(login, eve.key, eve.cert)
-		if resp, _ := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/login", "application/json", login, map[string]string{"E2s-Signature": eveSig}); resp.StatusCode != 401 {
+		if resp, b := puDo(t, a, anon, "GET", "/cgi-bin/purchasing/private", "", nil, map[string]string{api.HeaderSession: ans.Session}); resp.StatusCode != 401 || puErr(b) != "signature_required" {
+			t.Fatalf("private with the session value alone = %d %s", resp.StatusCode, b)
+		}
+		if resp, b := puDo(t, a, anon, "GET", "/cgi-bin/purchasing/private", "", nil, inSession); resp.StatusCode != 401 || puErr(b) != "replayed" {
+			t.Fatalf("replayed request in session = %d %s", resp.StatusCode, b)
+		}
+		if resp, _ := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/login", "application/json", login, puSign(eve, "POST", "/cgi-bin/purchasing/login", "", login)); resp.StatusCode != 401 {
 			t.Fatalf("login signed by an unregistered key = %d", resp.StatusCode)
 		}
 		body = []byte(basketJSON)
-		hsig, _ := cms.SignHeader(body, bob.key, bob.cert)
-		resp, der := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/offer", "application/json", body, map[string]string{"E2s-Signature": hsig})
+		resp, der := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/offer", "application/json", body, puSign(bob, "POST", "/cgi-bin/purchasing/offer", "", body))
 		if resp.StatusCode != 200 {
 			t.Fatalf("header-signed offer = %d %s", resp.StatusCode, der)
 		}
@@ -444,7 +497,7 @@ func TestPurchase(t *testing.T) {
 			{"buyer signature from an unregistered key", "bad_signature", eveAcc, 403},
 			{"merchant's signature only", "bad_signature", der, 403},
 		} {
-			resp, body := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/accept", "application/json", puAccept(tt.acc, puPAN), nil)
+			resp, body := puDo(t, a, bobC, "POST", "/cgi-bin/purchasing/accept", "application/json", puAccept(tt.acc, puPAN), nil)
 			if resp.StatusCode != tt.status || puErr(body) != tt.code {
 				t.Errorf("%s: = %d %s, want %d %s", tt.name, resp.StatusCode, body, tt.status, tt.code)
 			}
@@ -471,11 +524,14 @@ func TestPurchase(t *testing.T) {
 		if out, err := puOpenssl(t, altered, merchant, bob.cert); err == nil {
 			t.Fatalf("openssl verified an altered contract:\n%s", out)
 		}
-		if resp, _ := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/accept", "application/json", puAccept(contract, puPAN), nil); resp.StatusCode != 403 {
+		if resp, _ := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/accept", "application/json", puAccept(acc, puPAN), nil); resp.StatusCode != 401 {
+			t.Fatalf("unsigned acceptance request = %d", resp.StatusCode)
+		}
+		if resp, _ := puDo(t, a, bobC, "POST", "/cgi-bin/purchasing/accept", "application/json", puAccept(contract, puPAN), nil); resp.StatusCode != 403 {
 			t.Fatalf("contract as acceptance = %d", resp.StatusCode)
 		}
 		// Accepting again: the same contract, no second authorisation.
-		if resp, body := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/accept", "application/json", puAccept(acc, puPAN), nil); resp.StatusCode != 200 || !bytes.Equal(body, contract) {
+		if resp, body := puDo(t, a, bobC, "POST", "/cgi-bin/purchasing/accept", "application/json", puAccept(acc, puPAN), nil); resp.StatusCode != 200 || !bytes.Equal(body, contract) {
 			t.Fatalf("second accept = %d", resp.StatusCode)
 		}
 		// Through the gate: purchasing → keyhandler/countersign, payment/authorize, inside/order.
@@ -664,13 +720,44 @@ func TestPurchase(t *testing.T) {
 		}
 	})
 
+	// The attack of issue 16: a compromised outside calls the gate itself
+	// (its own gate socket, its uid) and puts the manager's certificate —
+	// public — into SSL_CLIENT_CERT, with a user to match, but has no key
+	// to sign with. purchasing gives nothing away; the gate audits the 401.
+	t.Run("forged identity meta from outside: 401, nothing read, audited", func(t *testing.T) {
+		sock := filepath.Join(a.runDir(), "gate", "outside", "gate.sock")
+		for i, tt := range []struct{ script, pathInfo string }{
+			{"purchasing/private", ""},
+			{"purchasing/statement", ""},
+			{"purchasing/buyers", ""},
+			{"purchasing/delivery", "/" + strings.Repeat("0", 32)},
+		} {
+			reqID := fmt.Sprintf("forged-identity-%d", i)
+			call, _ := protojson.Marshal(&callpb.Call{ReqId: reqID, Script: tt.script, Method: "GET", PathInfo: tt.pathInfo,
+				User: "cert:" + mia.fp()[:16], Meta: map[string]string{
+					"REQUEST_METHOD": "GET", "HTTPS": "on", "SSL_CLIENT_CERT": mia.pem(), "SSL_CLIENT_FINGERPRINT": mia.fp(),
+					"SSL_CLIENT_S_DN": mia.cert.Subject.String(), "SSL_CLIENT_VERIFY": "SUCCESS"}})
+			out := runChild(t, uidOutside, call, "callas", sock)
+			if out.Err != "" {
+				t.Fatalf("%s: %s", tt.script, out.Err)
+			}
+			if out.Status != 401 || out.Headers["X-E2s-Reason"] != "purchasing.signature_required" || bytes.Contains(out.Body, []byte("acme")) || bytes.Contains(out.Body, []byte("ACME")) {
+				t.Errorf("%s with the manager's certificate and no proof = %d %v %s", tt.script, out.Status, out.Headers, out.Body)
+			}
+			rec := a.audited(func(r auditlog.Record) bool { return r.CallerReqID == reqID })
+			if rec.Caller != "outside" || rec.Status != 401 || rec.Script != tt.script {
+				t.Errorf("audit record of the forged call: %+v", rec)
+			}
+		}
+	})
+
 	t.Run("manager lowers a limit: enforced at acceptance and by payment", func(t *testing.T) {
 		_, acc, _ := offer(t, `{"items":[{"sku":"LIC-STD","qty":1}]}`)
 		body, _ := json.Marshal(map[string]any{"fingerprint": bob.fp(), "name": "Bob", "limit_cents": 1000, "categories": []string{"software"}})
 		if resp, b := puDo(t, a, bobC, "POST", "/cgi-bin/purchasing/buyers", "application/json", body, nil); resp.StatusCode != 403 {
 			t.Fatalf("buyer sets limits = %d %s", resp.StatusCode, b)
 		}
-		if resp, b := puDo(t, a, miaC, "POST", "/cgi-bin/purchasing/buyers", "application/json", body, nil); resp.StatusCode != 401 || puErr(b) != "signature_required" {
+		if resp, b := puDo(t, a, puTLSClient(a, mia), "POST", "/cgi-bin/purchasing/buyers", "application/json", body, nil); resp.StatusCode != 401 || puErr(b) != "unauthenticated" {
 			t.Fatalf("manager's change on her TLS certificate alone = %d %s", resp.StatusCode, b)
 		}
 		resp, b := puManagerChange(t, a, mia, map[string]any{"fingerprint": bob.fp(), "name": "Bob", "limit_cents": 1000, "categories": []string{"software"}})
@@ -688,13 +775,12 @@ func TestPurchase(t *testing.T) {
 			t.Fatalf("restore limits = %d %s", resp.StatusCode, b)
 		}
 		_, acc, _ := offer(t, `{"items":[{"sku":"DOC-SPEC","qty":1}]}`)
-		body, _ := json.Marshal(map[string]any{"fingerprint": bob.fp(), "name": "Bob", "revoked": true,
-			"time": time.Now().UTC().Format(time.RFC3339)})
-		sig, _ := cms.SignHeader(body, mia.key, mia.cert) // the manager's signed change (B2B)
-		if resp, b := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/buyers", "application/json", body, map[string]string{"E2s-Signature": sig}); resp.StatusCode != 200 {
+		body, _ := json.Marshal(map[string]any{"fingerprint": bob.fp(), "name": "Bob", "revoked": true})
+		signed := puSign(mia, "POST", "/cgi-bin/purchasing/buyers", "", body) // the manager's signed change (B2B)
+		if resp, b := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/buyers", "application/json", body, signed); resp.StatusCode != 200 {
 			t.Fatalf("revoke = %d %s", resp.StatusCode, b)
 		}
-		if resp, b := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/buyers", "application/json", body, map[string]string{"E2s-Signature": sig}); resp.StatusCode != 401 || puErr(b) != "replayed" {
+		if resp, b := puDo(t, a, anon, "POST", "/cgi-bin/purchasing/buyers", "application/json", body, signed); resp.StatusCode != 401 || puErr(b) != "replayed" {
 			t.Fatalf("replayed signed change = %d %s", resp.StatusCode, b)
 		}
 		for _, tt := range []struct {

@@ -19,8 +19,6 @@ import (
 
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
-	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
-	"github.com/e2sgate/e2sgate/internal/document/cms"
 )
 
 // Roles of an organisation's members.
@@ -229,179 +227,6 @@ func (h *Handler) allBuyers() []*Buyer {
 	return out
 }
 
-// authenticate names the buyer of a call: an E2s-Signature header over the
-// body, else an E2s-Session, else the TLS client certificate. No
-// credential at all is (nil, nil): anonymous. A credential that does not
-// check out is an error answer, never anonymous.
-func (h *Handler) authenticate(c *callpb.Call) (*Buyer, *callpb.Response) {
-	meta := c.GetMeta()
-	now := h.now()
-	var b *Buyer
-	switch {
-	case meta["HTTP_E2S_SIGNATURE"] != "":
-		if c.GetMethod() != "POST" || len(c.GetBody()) == 0 {
-			return nil, protocol.Error(401, "bad_signature", "E2s-Signature signs a request body; use a session or the TLS certificate for GET")
-		}
-		cands := h.allBuyers()
-		if fp := meta["HTTP_E2S_BUYER"]; fp != "" {
-			cands = nil
-			if one := h.lookup(fp); one != nil {
-				cands = []*Buyer{one}
-			}
-		}
-		for _, cand := range cands {
-			if _, err := cms.VerifyHeader(meta["HTTP_E2S_SIGNATURE"], c.GetBody(), cand.Cert, cms.HeaderVerifyOptions{CurrentTime: now}); err == nil {
-				b = cand
-				break
-			}
-		}
-		if b == nil {
-			return nil, protocol.Error(401, "bad_signature", "the E2s-Signature header does not verify against a registered certificate")
-		}
-		if !h.firstUse(meta["HTTP_E2S_SIGNATURE"], now) {
-			return nil, protocol.Error(401, "replayed", "this signed request was already received; sign it again")
-		}
-	case meta["HTTP_E2S_SESSION"] != "":
-		h.authMu.Lock()
-		s, ok := h.sessions[meta["HTTP_E2S_SESSION"]]
-		h.authMu.Unlock()
-		if !ok || now.After(s.expires) {
-			return nil, protocol.Error(401, "bad_session", "no such session or it expired; log in again")
-		}
-		if b = h.lookup(s.fp); b == nil {
-			return nil, protocol.Error(401, "unknown_buyer", "the certificate is not registered")
-		}
-	case meta["SSL_CLIENT_CERT"] != "":
-		cert, err := parseCertPEM(meta["SSL_CLIENT_CERT"])
-		if err != nil {
-			return nil, protocol.Error(401, "unknown_buyer", "the client certificate does not parse")
-		}
-		if b = h.lookup(Fingerprint(cert)); b == nil {
-			return nil, protocol.Error(401, "unknown_buyer", "the client certificate is not registered")
-		}
-		if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
-			return nil, protocol.Error(401, "expired_certificate", "the client certificate is not valid now")
-		}
-	default:
-		return nil, nil
-	}
-	if b.Revoked {
-		return nil, protocol.Error(403, "revoked", "this buyer's registration is revoked")
-	}
-	return b, nil
-}
-
-// mustAuthenticate is authenticate where anonymous is not enough.
-func (h *Handler) mustAuthenticate(c *callpb.Call) (*Buyer, *callpb.Response) {
-	b, resp := h.authenticate(c)
-	if resp == nil && b == nil {
-		resp = protocol.Error(401, "unauthenticated", "present a registered certificate, an E2s-Signature or an E2s-Session")
-	}
-	return b, resp
-}
-
-// firstUse records a header signature and reports whether it is new
-// within replayWindow: a signed request is answered once.
-func (h *Handler) firstUse(sig string, now time.Time) bool {
-	sum := sha256.Sum256([]byte(sig))
-	k := hex.EncodeToString(sum[:])
-	h.authMu.Lock()
-	defer h.authMu.Unlock()
-	for s, exp := range h.seen {
-		if now.After(exp) {
-			delete(h.seen, s)
-		}
-	}
-	if _, ok := h.seen[k]; ok {
-		return false
-	}
-	if len(h.seen) < maxPending {
-		h.seen[k] = now.Add(replayWindow)
-	}
-	return true
-}
-
-type session struct {
-	fp      string
-	expires time.Time
-}
-
-func viewOf(org string, m Member) MemberView {
-	return MemberView{Org: org, Fingerprint: m.Fingerprint, Name: m.Name, Role: m.Role, LimitCents: m.LimitCents, Categories: m.Categories, Revoked: m.Revoked}
-}
-
-const (
-	challengeTTL = 5 * time.Minute
-	replayWindow = 2 * challengeTTL
-	sessionTTL   = time.Hour
-	maxPending   = 10000
-)
-
-func (h *Handler) login(ctx context.Context, c *callpb.Call) *callpb.Response {
-	now := h.now()
-	if c.GetMethod() == "GET" {
-		ch := newID()
-		h.authMu.Lock()
-		for k, exp := range h.challenges {
-			if now.After(exp) {
-				delete(h.challenges, k)
-			}
-		}
-		if len(h.challenges) >= maxPending {
-			h.authMu.Unlock()
-			return protocol.Error(503, "busy", "too many logins in progress; try again")
-		}
-		h.challenges[ch] = now.Add(challengeTTL)
-		h.authMu.Unlock()
-		return protocol.JSON(200, map[string]string{"type": "e2sgate.login.v1", "challenge": ch, "merchant": merchantName})
-	}
-	var req LoginRequest
-	dec := json.NewDecoder(bytes.NewReader(c.GetBody()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Type != api.TypeLogin {
-		return protocol.Error(400, "bad_login", `want {"type":"e2sgate.login.v1","challenge","fingerprint","time"}`)
-	}
-	t, err := time.Parse(time.RFC3339, req.Time)
-	if err != nil || t.Before(now.Add(-challengeTTL)) || t.After(now.Add(challengeTTL)) {
-		return protocol.Error(401, "stale_login", "the login time is not within 5 minutes of the merchant's clock")
-	}
-	b := h.lookup(req.Fingerprint)
-	if b == nil {
-		return protocol.Error(401, "unknown_buyer", "the certificate is not registered")
-	}
-	if _, err := cms.VerifyHeader(c.GetMeta()["HTTP_E2S_SIGNATURE"], c.GetBody(), b.Cert, cms.HeaderVerifyOptions{CurrentTime: now}); err != nil {
-		return protocol.Error(401, "bad_signature", "the E2s-Signature header does not verify against the registered certificate")
-	}
-	if b.Revoked {
-		return protocol.Error(403, "revoked", "this buyer's registration is revoked")
-	}
-	h.authMu.Lock()
-	exp, ok := h.challenges[req.Challenge]
-	delete(h.challenges, req.Challenge)
-	if !ok || now.After(exp) {
-		h.authMu.Unlock()
-		return protocol.Error(401, "bad_challenge", "unknown or used challenge; GET login for a new one")
-	}
-	for k, s := range h.sessions {
-		if now.After(s.expires) {
-			delete(h.sessions, k)
-		}
-	}
-	id := newToken()
-	h.sessions[id] = session{fp: b.Fingerprint, expires: now.Add(sessionTTL)}
-	h.authMu.Unlock()
-	ans := LoginAnswer{Type: api.TypeSession, Session: id, Expires: now.Add(sessionTTL).UTC().Format(time.RFC3339),
-		Buyer: viewOf(b.Org.ID, b.Member), Catalogue: "/cgi-bin/purchasing/private"}
-	doc, _ := json.Marshal(ans)
-	if sig, err := h.sign(ctx, c.GetReqId(), doc); err == nil {
-		ans.MerchantSignature = sig
-	} else {
-		h.log.Warn("login answer unsigned", "req_id", c.GetReqId(), "error", err)
-	}
-	h.log.Info("login", "req_id", c.GetReqId(), "org", b.Org.ID, "buyer", b.Fingerprint[:16])
-	return protocol.JSON(200, ans)
-}
-
 // buyers lets a purchasing manager list and register members of its
 // organisation and set their limits and categories.
 func (h *Handler) buyers(ctx context.Context, c *callpb.Call) *callpb.Response {
@@ -419,30 +244,19 @@ func (h *Handler) buyers(ctx context.Context, c *callpb.Call) *callpb.Response {
 		}
 		return protocol.JSON(200, map[string]any{"org": mgr.Org.ID, "buyers": out})
 	}
-	// A change to the organisation must be signed end to end by the
-	// manager (E2s-Signature, or the session of a signed login): the TLS
-	// client certificate is only the web front's word, and a compromised
-	// web front could name any manager's public certificate.
-	if c.GetMeta()["HTTP_E2S_SIGNATURE"] == "" && c.GetMeta()["HTTP_E2S_SESSION"] == "" {
-		return protocol.Error(401, "signature_required", "sign the change (E2s-Signature header) or log in with your key first")
-	}
+	// authenticate took the manager from a signed request (the TLS client
+	// certificate is only the web front's word), bound to its time and
+	// nonce, so an old change cannot be sent again (say, to undo a
+	// revocation).
 	var req struct {
 		Member
 		Fingerprint string `json:"fingerprint"`
-		Time        string `json:"time"`
+		Time        string `json:"time"` // optional: E2s-Time binds the request
 	}
 	dec := json.NewDecoder(bytes.NewReader(c.GetBody()))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return protocol.Error(400, "bad_member", `want {"certificate" or "fingerprint","name","role","limit_cents","categories","revoked","time"}`)
-	}
-	if c.GetMeta()["HTTP_E2S_SIGNATURE"] != "" {
-		// A signed change is bound to its time, so that an old one cannot
-		// be sent again later (say, to undo a revocation).
-		t, err := time.Parse(time.RFC3339, req.Time)
-		if now := h.now(); err != nil || t.Before(now.Add(-challengeTTL)) || t.After(now.Add(challengeTTL)) {
-			return protocol.Error(401, "stale_request", "a signed change carries \"time\" (RFC 3339) within 5 minutes of the merchant's clock")
-		}
 	}
 	m := req.Member
 	if m.Certificate == "" {

@@ -121,6 +121,12 @@ const signedDataType = "application/pkcs7-mime; smime-type=signed-data"
 // accept is E2S §6.2.1.1 steps 6–7: the buyer's signed acceptance of an
 // offer this merchant issued becomes the countersigned contract.
 func (h *Handler) accept(ctx context.Context, c *callpb.Call) *callpb.Response {
+	// The request itself is signed by the buyer too: the acceptance's CMS
+	// signature covers the offer, not the card beside it in the body.
+	signer, resp := h.mustAuthenticate(c)
+	if resp != nil {
+		return resp
+	}
 	var req AcceptRequest
 	dec := json.NewDecoder(bytes.NewReader(c.GetBody()))
 	dec.DisallowUnknownFields()
@@ -156,6 +162,9 @@ func (h *Handler) accept(ctx context.Context, c *callpb.Call) *callpb.Response {
 	}
 	if b.Revoked {
 		return protocol.Error(403, "revoked", "this buyer's registration is revoked")
+	}
+	if signer.Fingerprint != b.Fingerprint {
+		return protocol.Error(403, "not_your_offer", "the offer was made to another buyer; its buyer sends the acceptance")
 	}
 	merchant, err := h.merchantCert(ctx, c.GetReqId())
 	if err != nil {
@@ -205,7 +214,7 @@ func (h *Handler) accept(ctx context.Context, c *callpb.Call) *callpb.Response {
 	}
 	// 7. Stored durably, sealed, before anyone hears of it.
 	o := &Order{OrderID: doc.OfferID, Created: now.UTC().Format(time.RFC3339Nano), Status: StatusAccepted,
-		User: c.GetUser(), Org: b.Org.ID, Buyer: b.Fingerprint, BuyerName: b.Name, Terms: doc.Terms,
+		User: "buyer:" + b.Fingerprint, Org: b.Org.ID, Buyer: b.Fingerprint, BuyerName: b.Name, Terms: doc.Terms,
 		Contract: contract, Authorization: auth, BackOffice: "pending", Priced: doc.Priced}
 	if err := h.db.put("order-"+o.OrderID, o); err != nil {
 		h.log.Error("store order", "req_id", c.GetReqId(), "error", err)

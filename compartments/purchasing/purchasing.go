@@ -60,7 +60,7 @@ type Handler struct {
 	authMu     sync.Mutex
 	challenges map[string]time.Time
 	sessions   map[string]session
-	seen       map[string]time.Time // header signatures answered, see firstUse
+	replay     *replayGuard // nonces of signed requests answered
 
 	certMu   sync.Mutex
 	merchant *x509.Certificate
@@ -74,7 +74,8 @@ const (
 )
 
 // New returns the purchasing handler keeping its records sealed under
-// dataDir/sealed and reading the enrolment file dataDir/enrolment.json.
+// dataDir/sealed, the nonces of signed requests in dataDir/nonces, and
+// reading the enrolment file dataDir/enrolment.json.
 func New(log *slog.Logger, gate Caller, dataDir string) (*Handler, error) {
 	db, err := openStore(filepath.Join(dataDir, "sealed"))
 	if err != nil {
@@ -82,7 +83,10 @@ func New(log *slog.Logger, gate Caller, dataDir string) (*Handler, error) {
 	}
 	h := &Handler{log: log, gate: gate, cat: DefaultCatalogue, db: db, now: time.Now, legacy: filepath.Join(dataDir, "orders"),
 		reg:        &registry{path: filepath.Join(dataDir, "enrolment.json"), overrides: map[string]override{}, synced: map[string]bool{}},
-		challenges: map[string]time.Time{}, sessions: map[string]session{}, seen: map[string]time.Time{}}
+		challenges: map[string]time.Time{}, sessions: map[string]session{}}
+	if h.replay, err = openReplayGuard(filepath.Join(dataDir, "nonces"), maxNonces, time.Now()); err != nil {
+		return nil, err
+	}
 	if _, err := db.get("members", &h.reg.overrides); err != nil {
 		return nil, fmt.Errorf("registered members: %w", err)
 	}
@@ -310,7 +314,7 @@ func (h *Handler) order(c *callpb.Call) *callpb.Response {
 	if resp != nil {
 		return resp
 	}
-	o := Order{OrderID: newID(), Created: h.now().UTC().Format(time.RFC3339Nano), Status: StatusStored, User: c.GetUser(), Priced: *p}
+	o := Order{OrderID: newID(), Created: h.now().UTC().Format(time.RFC3339Nano), Status: StatusStored, Priced: *p} // anonymous: outside's user is no proof
 	if err := h.db.put("order-"+o.OrderID, o); err != nil {
 		h.log.Error("store order", "req_id", c.GetReqId(), "error", err)
 		return protocol.Error(503, "store_failed", "the order was not stored; nothing was charged; try again")

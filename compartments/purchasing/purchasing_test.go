@@ -23,6 +23,7 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/keyhandler"
 	"github.com/e2sgate/e2sgate/compartments/protocol"
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
+	"github.com/e2sgate/e2sgate/compartments/purchasing/api"
 	"github.com/e2sgate/e2sgate/internal/document/cms"
 	"google.golang.org/protobuf/proto"
 )
@@ -172,36 +173,64 @@ func (f *fixture) restart() {
 	f.h = h
 }
 
-// as is a call from outside with the identity's TLS client certificate.
-func (f *fixture) as(id *identity, script, method, pathInfo string, body []byte) *callpb.Response {
-	f.t.Helper()
-	meta := map[string]string{"REQUEST_METHOD": method}
-	if id != nil {
-		meta["SSL_CLIENT_CERT"] = id.pem()
-	}
-	r, err := f.h.Handle(context.Background(), &callpb.Call{Script: script, Method: method, PathInfo: pathInfo, Body: body, Meta: meta, Caller: "outside"})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return r
+// sigReq is one request as a client signs it (api.RequestToSign).
+type sigReq struct {
+	id                              *identity
+	method, script, pathInfo, query string
+	body                            []byte
+	when                            time.Time // zero: now
+	nonce                           string    // "": a fresh one
+	session                         string
 }
 
-// signedChange sends a manager's change to the organisation, signed in the
-// E2s-Signature header and bound to the current time.
+// meta signs r and returns the meta-variables outside would pass on.
+func (f *fixture) meta(r sigReq) map[string]string {
+	f.t.Helper()
+	meta := map[string]string{"REQUEST_METHOD": r.method}
+	if r.session != "" {
+		meta["HTTP_E2S_SESSION"] = r.session
+	}
+	if r.id == nil {
+		return meta
+	}
+	if r.when.IsZero() {
+		r.when = time.Now()
+	}
+	if r.nonce == "" {
+		r.nonce = newID()
+	}
+	fp, ts := Fingerprint(r.id.cert), r.when.UTC().Format(time.RFC3339)
+	sig, err := cms.SignHeader(api.RequestToSign(r.method, api.PathPrefix+r.script+r.pathInfo, r.query, r.body, ts, r.nonce, fp), r.id.key, r.id.cert)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	meta["HTTP_E2S_SIGNATURE"], meta["HTTP_E2S_BUYER"], meta["HTTP_E2S_TIME"], meta["HTTP_E2S_NONCE"] = sig, fp, ts, r.nonce
+	meta["SSL_CLIENT_CERT"] = r.id.pem() // the TLS hint a real client gives too
+	return meta
+}
+
+// send is the call of r with meta as outside passes it.
+func (f *fixture) send(r sigReq, meta map[string]string) *callpb.Response {
+	f.t.Helper()
+	resp, err := f.h.Handle(context.Background(), &callpb.Call{Script: r.script, Method: r.method, PathInfo: r.pathInfo, Query: r.query, Body: r.body, Meta: meta, Caller: "outside"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return resp
+}
+
+// as is a call from outside signed by the identity (nil: anonymous).
+func (f *fixture) as(id *identity, script, method, pathInfo string, body []byte) *callpb.Response {
+	f.t.Helper()
+	r := sigReq{id: id, method: method, script: script, pathInfo: pathInfo, body: body}
+	return f.send(r, f.meta(r))
+}
+
+// signedChange sends a manager's change to the organisation, signed.
 func (f *fixture) signedChange(id *identity, m map[string]any) *callpb.Response {
 	f.t.Helper()
-	m["time"] = time.Now().UTC().Format(time.RFC3339)
 	body, _ := json.Marshal(m)
-	sig, err := cms.SignHeader(body, id.key, id.cert)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	meta := map[string]string{"REQUEST_METHOD": "POST", "HTTP_E2S_SIGNATURE": sig}
-	r, err := f.h.Handle(context.Background(), &callpb.Call{Script: "buyers", Method: "POST", Body: body, Meta: meta, Caller: "outside"})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return r
+	return f.as(id, "buyers", "POST", "", body)
 }
 
 func errCode(r *callpb.Response) string {
@@ -291,7 +320,7 @@ func TestOfferAcceptContractDeliverAcknowledge(t *testing.T) {
 	if doc.Org != "acme" || doc.Buyer != Fingerprint(f.bob.cert) || doc.GrossCents != 36700+6042+343 {
 		t.Fatalf("offer %+v", doc)
 	}
-	r := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN))
+	r := f.as(&f.bob, "accept", "POST", "", acceptBody(acc, goodPAN))
 	if r.GetStatus() != 201 || r.GetHeaders()["Location"] != "/cgi-bin/purchasing/order/"+doc.OfferID {
 		t.Fatalf("accept = %d %s", r.GetStatus(), r.GetBody())
 	}
@@ -305,7 +334,7 @@ func TestOfferAcceptContractDeliverAcknowledge(t *testing.T) {
 		t.Fatalf("contract signers %+v", signed.Signers)
 	}
 	// Accepting again is the same contract, authorised once.
-	if r2 := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN)); r2.GetStatus() != 200 || !bytes.Equal(r2.GetBody(), contract) {
+	if r2 := f.as(&f.bob, "accept", "POST", "", acceptBody(acc, goodPAN)); r2.GetStatus() != 200 || !bytes.Equal(r2.GetBody(), contract) {
 		t.Fatalf("second accept = %d", r2.GetStatus())
 	}
 	if f.gate.auths[doc.OfferID] != 1 || len(f.gate.spooled) != 1 {
@@ -419,7 +448,7 @@ func TestAcceptRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := f.as(nil, "accept", "POST", "", acceptBody(tt.acc, goodPAN))
+			r := f.as(&f.bob, "accept", "POST", "", acceptBody(tt.acc, goodPAN))
 			if r.GetStatus() != tt.status || errCode(r) != tt.code {
 				t.Fatalf("= %d %s, want %d %s", r.GetStatus(), r.GetBody(), tt.status, tt.code)
 			}
@@ -429,18 +458,18 @@ func TestAcceptRefusals(t *testing.T) {
 		t.Fatal("a refused acceptance reached payment")
 	}
 	// Declined by the acquirer: 402, no contract; a later good card works.
-	if r := f.as(nil, "accept", "POST", "", acceptBody(acc, "4000000000000002")); r.GetStatus() != 402 || errCode(r) != "payment_declined" {
+	if r := f.as(&f.bob, "accept", "POST", "", acceptBody(acc, "4000000000000002")); r.GetStatus() != 402 || errCode(r) != "payment_declined" {
 		t.Fatalf("declined = %d %s", r.GetStatus(), r.GetBody())
 	}
 	if r := f.as(&f.bob, "order", "GET", "/"+doc.OfferID, nil); r.GetStatus() != 404 {
 		t.Fatalf("declined order exists: %d", r.GetStatus())
 	}
-	if r := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 201 {
+	if r := f.as(&f.bob, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 201 {
 		t.Fatalf("accept after decline = %d %s", r.GetStatus(), r.GetBody())
 	}
 	// The contract offered back as an acceptance is refused.
-	contract := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN)).GetBody()
-	if r := f.as(nil, "accept", "POST", "", acceptBody(contract, goodPAN)); r.GetStatus() != 403 {
+	contract := f.as(&f.bob, "accept", "POST", "", acceptBody(acc, goodPAN)).GetBody()
+	if r := f.as(&f.bob, "accept", "POST", "", acceptBody(contract, goodPAN)); r.GetStatus() != 403 {
 		t.Fatalf("contract as acceptance = %d", r.GetStatus())
 	}
 	// An altered contract does not verify.
@@ -484,13 +513,16 @@ func TestAuthority(t *testing.T) {
 	// The TLS client certificate alone is the web front's word: not enough
 	// for a change to the organisation.
 	req, _ := json.Marshal(change)
-	if r := f.as(&f.mia, "buyers", "POST", "", req); r.GetStatus() != 401 || errCode(r) != "signature_required" {
+	unsigned := sigReq{method: "POST", script: "buyers", body: req}
+	meta := f.meta(unsigned)
+	meta["SSL_CLIENT_CERT"] = f.mia.pem()
+	if r := f.send(unsigned, meta); r.GetStatus() != 401 || errCode(r) != "unauthenticated" {
 		t.Fatalf("unsigned change = %d %s", r.GetStatus(), r.GetBody())
 	}
 	if r := f.signedChange(&f.mia, change); r.GetStatus() != 200 {
 		t.Fatalf("lower limit = %d %s", r.GetStatus(), r.GetBody())
 	}
-	if r := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 402 || errCode(r) != "over_limit" {
+	if r := f.as(&f.bob, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 402 || errCode(r) != "over_limit" {
 		t.Fatalf("accept over the new limit = %d %s", r.GetStatus(), r.GetBody())
 	}
 }
@@ -535,62 +567,191 @@ func TestManagers(t *testing.T) {
 	}
 }
 
-func TestHeaderSignatureAndLogin(t *testing.T) {
-	f := newFixture(t)
-	call := func(method, script string, meta map[string]string, body []byte) *callpb.Response {
-		r, _ := f.h.Handle(context.Background(), &callpb.Call{Script: script, Method: method, Body: body, Meta: meta})
-		return r
-	}
-	body := []byte(softBasket)
-	sig, _ := cms.SignHeader(body, f.bob.key, f.bob.cert)
-	r := call("POST", "offer", map[string]string{"HTTP_E2S_SIGNATURE": sig}, body)
-	if r.GetStatus() != 200 || !bytes.Contains(mustContent(t, r.GetBody()), []byte(Fingerprint(f.bob.cert))) {
-		t.Fatalf("header-signed offer = %d %s", r.GetStatus(), r.GetBody())
-	}
-	if r := call("POST", "offer", map[string]string{"HTTP_E2S_SIGNATURE": sig}, []byte(`{"items":[{"sku":"LIC-STD","qty":9}]}`)); r.GetStatus() != 401 {
-		t.Fatalf("signature over another body = %d", r.GetStatus())
-	}
-	if r := call("POST", "offer", map[string]string{"HTTP_E2S_SIGNATURE": sig}, body); r.GetStatus() != 401 || errCode(r) != "replayed" {
-		t.Fatalf("replayed header signature = %d %s", r.GetStatus(), r.GetBody())
-	}
-	// A manager's signed change carries its time.
-	for _, tt := range []struct {
-		time   string
-		status int32
-	}{{"", 401}, {time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), 401}, {time.Now().UTC().Format(time.RFC3339), 200}} {
-		m, _ := json.Marshal(map[string]any{"fingerprint": Fingerprint(f.bob.cert), "name": "Bob", "limit_cents": 5000, "categories": []string{"software"}, "time": tt.time})
-		msig, _ := cms.SignHeader(m, f.mia.key, f.mia.cert)
-		if r := call("POST", "buyers", map[string]string{"HTTP_E2S_SIGNATURE": msig}, m); r.GetStatus() != tt.status {
-			t.Fatalf("signed change at %q = %d %s", tt.time, r.GetStatus(), r.GetBody())
-		}
-	}
-	eveSig, _ := cms.SignHeader(body, f.eve.key, f.eve.cert)
-	if r := call("POST", "offer", map[string]string{"HTTP_E2S_SIGNATURE": eveSig}, body); r.GetStatus() != 401 {
-		t.Fatalf("unregistered signer = %d", r.GetStatus())
-	}
-	// Signed login (E2S §6.2.1.1 steps 1–4).
+// login runs the signed login of id and returns the session.
+func (f *fixture) login(id *identity) string {
+	f.t.Helper()
 	var ch struct{ Challenge string }
-	json.Unmarshal(call("GET", "login", nil, nil).GetBody(), &ch)
-	login, _ := json.Marshal(LoginRequest{Type: "e2sgate.login.v1", Challenge: ch.Challenge, Fingerprint: Fingerprint(f.bob.cert), Time: time.Now().UTC().Format(time.RFC3339)})
-	lsig, _ := cms.SignHeader(login, f.bob.key, f.bob.cert)
-	r = call("POST", "login", map[string]string{"HTTP_E2S_SIGNATURE": lsig}, login)
+	json.Unmarshal(f.as(nil, "login", "GET", "", nil).GetBody(), &ch)
+	body, _ := json.Marshal(LoginRequest{Type: "e2sgate.login.v1", Challenge: ch.Challenge, Fingerprint: Fingerprint(id.cert), Time: time.Now().UTC().Format(time.RFC3339)})
+	r := sigReq{id: id, method: "POST", script: "login", body: body}
+	meta := f.meta(r)
+	resp := f.send(r, meta)
 	var ans LoginAnswer
-	if r.GetStatus() != 200 || json.Unmarshal(r.GetBody(), &ans) != nil || ans.Session == "" {
-		t.Fatalf("login = %d %s", r.GetStatus(), r.GetBody())
+	if resp.GetStatus() != 200 || json.Unmarshal(resp.GetBody(), &ans) != nil || ans.Session == "" {
+		f.t.Fatalf("login = %d %s", resp.GetStatus(), resp.GetBody())
 	}
 	ms, err := cms.Verify(ans.MerchantSignature, cms.VerifyOptions{Registered: []*x509.Certificate{f.merchant}})
 	if err != nil || !bytes.Contains(ms.Content, []byte(ans.Session)) {
-		t.Fatalf("merchant's login answer: %v", err)
+		f.t.Fatalf("merchant's login answer: %v", err)
 	}
-	if r := call("POST", "login", map[string]string{"HTTP_E2S_SIGNATURE": lsig}, login); r.GetStatus() != 401 {
-		t.Fatalf("replayed login = %d", r.GetStatus())
+	if again := f.send(r, meta); again.GetStatus() != 401 {
+		f.t.Fatalf("replayed login = %d", again.GetStatus())
 	}
-	if r := call("GET", "private", map[string]string{"HTTP_E2S_SESSION": ans.Session}, nil); r.GetStatus() != 200 {
-		t.Fatalf("private with session = %d %s", r.GetStatus(), r.GetBody())
+	return ans.Session
+}
+
+// refusal checks a refused credential: status, error code, reason id in
+// the body and X-E2s-Reason, a next step, and nothing of the
+// organisation's in the answer.
+func refusal(t *testing.T, r *callpb.Response, status int32, code, reason string) {
+	t.Helper()
+	var e api.Error
+	json.Unmarshal(r.GetBody(), &e)
+	if r.GetStatus() != status || e.Error != code || e.Reason != reason || r.GetHeaders()["X-E2s-Reason"] != reason || e.Message == "" {
+		t.Fatalf("answer = %d %s %v, want %d %s %s", r.GetStatus(), r.GetBody(), r.GetHeaders(), status, code, reason)
 	}
-	if r := call("GET", "private", map[string]string{"HTTP_E2S_SESSION": "nope"}, nil); r.GetStatus() != 401 {
-		t.Fatalf("private with a made-up session = %d", r.GetStatus())
+	for _, secret := range []string{"ACME", "acme", "Net 60", "15900", "auth_code"} {
+		if bytes.Contains(r.GetBody(), []byte(secret)) {
+			t.Fatalf("refusal leaks %q: %s", secret, r.GetBody())
+		}
 	}
+}
+
+// TestForgedClientCertificate: a compromised outside puts the manager's
+// (public) certificate into SSL_CLIENT_CERT, with or without a session
+// value it stole, and reads nothing that needs a person.
+func TestForgedClientCertificate(t *testing.T) {
+	f := newFixture(t)
+	_, acc, doc := f.signOffer(f.bob, softBasket)
+	if r := f.as(&f.bob, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 201 {
+		t.Fatalf("accept = %d %s", r.GetStatus(), r.GetBody())
+	}
+	sess := f.login(&f.mia)
+	for _, tt := range []struct {
+		name, script, method, pathInfo, session string
+		body                                    []byte
+		code                                    string
+	}{
+		{"private catalogue", "private", "GET", "", "", nil, "unauthenticated"},
+		{"statement", "statement", "GET", "", "", nil, "unauthenticated"},
+		{"buyers", "buyers", "GET", "", "", nil, "unauthenticated"},
+		{"order", "order", "GET", "/" + doc.OfferID, "", nil, "unauthenticated"},
+		{"delivery", "delivery", "GET", "/" + doc.OfferID, "", nil, "unauthenticated"},
+		{"register a buyer", "buyers", "POST", "", "", []byte(`{"certificate":` + strconvQuote(f.eve.pem()) + `,"name":"Eve","role":"manager","limit_cents":1}`), "unauthenticated"},
+		{"stolen session, statement", "statement", "GET", "", sess, nil, "signature_required"},
+		{"stolen session, private", "private", "GET", "", sess, nil, "signature_required"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := sigReq{method: tt.method, script: tt.script, pathInfo: tt.pathInfo, body: tt.body, session: tt.session}
+			meta := f.meta(r)
+			meta["SSL_CLIENT_CERT"], meta["SSL_CLIENT_FINGERPRINT"], meta["SSL_CLIENT_VERIFY"] = f.mia.pem(), Fingerprint(f.mia.cert), "SUCCESS"
+			refusal(t, f.send(r, meta), 401, tt.code, "purchasing.signature_required")
+		})
+	}
+	if b := f.h.lookup(Fingerprint(f.eve.cert)); b != nil {
+		t.Fatal("the forged registration was applied")
+	}
+	// The manager's own signed request in that session reads the statement.
+	if r := f.send(sigReq{id: &f.mia, method: "GET", script: "statement", session: sess}, f.meta(sigReq{id: &f.mia, method: "GET", script: "statement", session: sess})); r.GetStatus() != 200 {
+		t.Fatalf("signed statement in session = %d %s", r.GetStatus(), r.GetBody())
+	}
+}
+
+func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// TestBadSignedRequests: each bad credential is refused with its reason,
+// and the refused request changes nothing.
+func TestBadSignedRequests(t *testing.T) {
+	f := newFixture(t)
+	bobSess := f.login(&f.bob)
+	revoke := []byte(`{"fingerprint":"` + Fingerprint(f.bob.cert) + `","name":"Bob","limit_cents":0,"categories":[],"revoked":true}`)
+	good := func() sigReq { return sigReq{id: &f.mia, method: "POST", script: "buyers", body: revoke} }
+	for _, tt := range []struct {
+		name         string
+		meta         func() map[string]string
+		status       int32
+		code, reason string
+	}{
+		{"malformed signature", func() map[string]string {
+			m := f.meta(good())
+			m["HTTP_E2S_SIGNATURE"] = "not base64!"
+			return m
+		}, 401, "bad_signature", "purchasing.bad_signature"},
+		{"signed by another key", func() map[string]string {
+			m, eve := f.meta(good()), f.meta(sigReq{id: &f.eve, method: "POST", script: "buyers", body: revoke})
+			m["HTTP_E2S_SIGNATURE"] = eve["HTTP_E2S_SIGNATURE"]
+			return m
+		}, 401, "bad_signature", "purchasing.bad_signature"},
+		{"signature over another path", func() map[string]string {
+			return f.meta(sigReq{id: &f.mia, method: "POST", script: "offer", body: revoke})
+		}, 401, "bad_signature", "purchasing.bad_signature"},
+		{"signature over another body", func() map[string]string {
+			return f.meta(sigReq{id: &f.mia, method: "POST", script: "buyers", body: []byte(`{}`)})
+		}, 401, "bad_signature", "purchasing.bad_signature"},
+		{"signature over another query", func() map[string]string {
+			return f.meta(sigReq{id: &f.mia, method: "POST", script: "buyers", query: "x=1", body: revoke})
+		}, 401, "bad_signature", "purchasing.bad_signature"},
+		{"no nonce", func() map[string]string {
+			m := f.meta(good())
+			delete(m, "HTTP_E2S_NONCE")
+			return m
+		}, 401, "bad_signature", "purchasing.bad_signature"},
+		{"unknown key", func() map[string]string {
+			return f.meta(sigReq{id: &f.eve, method: "POST", script: "buyers", body: revoke})
+		}, 401, "unknown_buyer", "purchasing.unknown_key"},
+		{"stale time", func() map[string]string {
+			r := good()
+			r.when = time.Now().Add(-time.Hour)
+			return f.meta(r)
+		}, 401, "stale_request", "purchasing.stale_request"},
+		{"future time", func() map[string]string {
+			r := good()
+			r.when = time.Now().Add(time.Hour)
+			return f.meta(r)
+		}, 401, "stale_request", "purchasing.stale_request"},
+		{"another key in bob's session", func() map[string]string {
+			r := good()
+			r.session = bobSess
+			return f.meta(r)
+		}, 401, "bad_session", "purchasing.bad_session"},
+		{"made-up session", func() map[string]string {
+			r := good()
+			r.session = "nope"
+			return f.meta(r)
+		}, 401, "bad_session", "purchasing.bad_session"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			refusal(t, f.send(good(), tt.meta()), tt.status, tt.code, tt.reason)
+			if b := f.h.lookup(Fingerprint(f.bob.cert)); b == nil || b.Revoked {
+				t.Fatal("a refused change was applied")
+			}
+		})
+	}
+}
+
+// TestReplay: a signed request is answered once — by nonce, not by the
+// signature's bytes, also after a restart; a full guard refuses.
+func TestReplay(t *testing.T) {
+	f := newFixture(t)
+	r := sigReq{id: &f.bob, method: "GET", script: "private", nonce: "replay-nonce-0000000001"}
+	first := f.meta(r)
+	if resp := f.send(r, first); resp.GetStatus() != 200 {
+		t.Fatalf("first = %d %s", resp.GetStatus(), resp.GetBody())
+	}
+	t.Run("same request", func(t *testing.T) {
+		refusal(t, f.send(r, first), 401, "replayed", "purchasing.replayed")
+	})
+	t.Run("re-encoded signature", func(t *testing.T) {
+		// ECDSA signs with fresh randomness: a second signature over the
+		// very same request is other bytes, as a re-encoding would be.
+		again := f.meta(r)
+		if again["HTTP_E2S_SIGNATURE"] == first["HTTP_E2S_SIGNATURE"] {
+			t.Fatal("same signature bytes")
+		}
+		refusal(t, f.send(r, again), 401, "replayed", "purchasing.replayed")
+	})
+	t.Run("after a restart", func(t *testing.T) {
+		f.restart()
+		refusal(t, f.send(r, first), 401, "replayed", "purchasing.replayed")
+		if resp := f.as(&f.bob, "private", "GET", "", nil); resp.GetStatus() != 200 {
+			t.Fatalf("fresh request after restart = %d %s", resp.GetStatus(), resp.GetBody())
+		}
+	})
+	t.Run("full guard refuses", func(t *testing.T) {
+		f.h.replay.max = len(f.h.replay.seen)
+		refusal(t, f.as(&f.bob, "private", "GET", "", nil), 503, "replay_guard_unavailable", "purchasing.replay_guard_unavailable")
+		refusal(t, f.send(r, first), 401, "replayed", "purchasing.replayed") // still remembered
+	})
 }
 
 func TestStatement(t *testing.T) {
@@ -598,7 +759,7 @@ func TestStatement(t *testing.T) {
 	var ids []string
 	for _, bk := range []string{softBasket, `{"items":[{"sku":"LIC-PRO","qty":1}]}`} {
 		_, acc, doc := f.signOffer(f.bob, bk)
-		if r := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 201 {
+		if r := f.as(&f.bob, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 201 {
 			t.Fatalf("accept = %d", r.GetStatus())
 		}
 		ids = append(ids, doc.OfferID)
@@ -606,7 +767,15 @@ func TestStatement(t *testing.T) {
 	f.as(nil, "delivered", "POST", "", []byte(`{"order_id":"`+ids[0]+`"}`))
 	// Ola's org has an order of its own that must not show.
 	_, acc, _ := f.signOffer(f.ola, `{"items":[{"sku":"LIC-STD","qty":1}]}`)
-	f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN))
+	if r := f.as(&f.bob, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 403 || errCode(r) != "not_your_offer" {
+		t.Fatalf("Bob sends Ola's acceptance = %d %s", r.GetStatus(), r.GetBody())
+	}
+	if r := f.as(&f.ola, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 201 {
+		t.Fatalf("Ola's acceptance = %d %s", r.GetStatus(), r.GetBody())
+	}
+	if r := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 401 || errCode(r) != "unauthenticated" {
+		t.Fatalf("unsigned acceptance = %d %s", r.GetStatus(), r.GetBody())
+	}
 
 	if r := f.as(&f.bob, "statement", "GET", "", nil); r.GetStatus() != 403 {
 		t.Fatalf("buyer's statement = %d", r.GetStatus())
@@ -634,14 +803,14 @@ func TestAcceptRetryAfterFailure(t *testing.T) {
 	f := newFixture(t)
 	_, acc, doc := f.signOffer(f.bob, softBasket)
 	f.gate.failCountersign = 1
-	if r := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 502 {
+	if r := f.as(&f.bob, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 502 {
 		t.Fatalf("accept with the key handler down = %d %s", r.GetStatus(), r.GetBody())
 	}
 	if r := f.as(&f.bob, "order", "GET", "/"+doc.OfferID, nil); r.GetStatus() != 404 {
 		t.Fatalf("order without contract = %d", r.GetStatus())
 	}
 	f.restart()
-	if r := f.as(nil, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 201 {
+	if r := f.as(&f.bob, "accept", "POST", "", acceptBody(acc, goodPAN)); r.GetStatus() != 201 {
 		t.Fatalf("retry = %d %s", r.GetStatus(), r.GetBody())
 	}
 	if f.gate.authOrders[doc.OfferID] != 2 || len(f.gate.auths) != 1 {

@@ -1,8 +1,8 @@
 // Package api holds the purchasing compartment's wire types: the JSON and
-// document formats of its HTTP interface (../API.md), shared by the
-// compartment, the e2s client and the tests. It holds types and constants
-// only and imports nothing from the module, so a client links none of the
-// compartment's implementation.
+// document formats of its HTTP interface (../API.md) and the text a signed
+// request covers (RequestToSign), shared by the compartment, the e2s
+// client, the storefront's tests and the e2e tests. It imports nothing from
+// the module, so a client links none of the compartment's implementation.
 package api
 
 // Type names of the JSON documents.
@@ -204,7 +204,7 @@ type Order struct {
 	OrderID       string         `json:"order_id"`
 	Created       string         `json:"created"`
 	Status        string         `json:"status"`
-	User          string         `json:"user,omitempty"`
+	User          string         `json:"user,omitempty"` // the proven identity: "buyer:<fingerprint>" (empty: anonymous)
 	Org           string         `json:"org,omitempty"`
 	Buyer         string         `json:"buyer,omitempty"`
 	BuyerName     string         `json:"buyer_name,omitempty"`

@@ -8,8 +8,9 @@
 //	us, merchant, and the merchant's countersignature over ours) →
 //	delivery (decrypted, verified, decompressed) → signed acknowledgement.
 //
-// Every request presents the credential's certificate in the TLS handshake;
-// every POST also carries the E2s-Signature header over its exact body.
+// Every request is signed with the credential's key (E2s-Signature over
+// method, path, query, body digest, time and nonce); the certificate in the
+// TLS handshake is only a hint.
 // The wire types are the compartment's own, compartments/purchasing/api.
 package buy
 
@@ -18,6 +19,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -154,8 +156,29 @@ func (b *Session) command(args ...string) string {
 // delivery, waiting up to 10 minutes.
 func (b *Session) FollowUp(id string) string { return b.command("-order", id, "-wait", "10m") }
 
-// do sends one request; POST bodies are signed in the E2s-Signature header.
-// A non-2xx answer is an error naming the merchant's error code.
+// sign adds the request signature (API.md "Who you are"): E2s-Signature
+// over api.RequestToSign of this method, path, query, body, time and a new
+// nonce, under our key; E2s-Buyer names our certificate. The TLS client
+// certificate is only a hint to the merchant; this is the proof.
+func (b *Session) sign(req *http.Request, body []byte) error {
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return err
+	}
+	ts, n := time.Now().UTC().Format(time.RFC3339), hex.EncodeToString(nonce)
+	sig, err := cms.SignHeader(api.RequestToSign(req.Method, req.URL.Path, req.URL.RawQuery, body, ts, n, b.fp), b.cred.Signer, b.cred.Certificate())
+	if err != nil {
+		return fmt.Errorf("sign the request: %w", err)
+	}
+	req.Header.Set(api.HeaderSignature, sig)
+	req.Header.Set(api.HeaderBuyer, b.fp)
+	req.Header.Set(api.HeaderTime, ts)
+	req.Header.Set(api.HeaderNonce, n)
+	return nil
+}
+
+// do sends one request, signed (sign). A non-2xx answer is an error
+// naming the merchant's error code and reason.
 func (b *Session) do(ctx context.Context, method, script, ctype string, body []byte) (*http.Response, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -165,12 +188,9 @@ func (b *Session) do(ctx context.Context, method, script, ctype string, body []b
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", ctype)
-		sig, err := cms.SignHeader(body, b.cred.Signer, b.cred.Certificate())
-		if err != nil {
-			return nil, nil, err
-		}
-		req.Header.Set(cms.HeaderSignature, sig)
-		req.Header.Set("E2s-Buyer", b.fp)
+	}
+	if err := b.sign(req, body); err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w", method, script, err)
 	}
 	resp, err := b.http.Do(req)
 	if err != nil {

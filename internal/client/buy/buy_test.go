@@ -30,8 +30,8 @@ import (
 )
 
 // merchant plays the purchasing compartment behind the web front: it
-// requires a TLS client certificate, checks every POST's header signature
-// against the buyer's certificate, and signs, countersigns and protects as
+// requires a TLS client certificate, checks every request's signature
+// against the buyer's certificate (a nonce once), and signs, countersigns and protects as
 // the key handler would. Its hooks let a test alter an answer.
 type merchant struct {
 	t     *testing.T
@@ -41,6 +41,7 @@ type merchant struct {
 
 	mu        sync.Mutex
 	requests  []string // "METHOD script"
+	nonces    map[string]bool
 	accepts   int
 	deliveryN int
 	protected *cms.Protected
@@ -52,6 +53,7 @@ type merchant struct {
 	acceptFail  func(n int) (int, string) // status and code for the n-th accept (0: answer)
 	noCounter   bool                      // contract without the countersignature
 	notYet      int                       // answer not_delivered this many times
+	refuseAll   string                    // refuse every request 401 with this code
 }
 
 const document = "the licence key for order "
@@ -66,15 +68,25 @@ func (m *merchant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, _ := io.ReadAll(r.Body)
-	if r.Method == "POST" {
-		if _, err := cms.VerifyHeader(r.Header.Get(cms.HeaderSignature), body, m.buyer, cms.HeaderVerifyOptions{}); err != nil {
-			m.t.Errorf("%s: header signature: %v", script, err)
-			m.fail(w, 401, "bad_signature")
-			return
-		}
-		if r.Header.Get("E2s-Buyer") != m.fp {
-			m.t.Errorf("%s: E2s-Buyer %q", script, r.Header.Get("E2s-Buyer"))
-		}
+	// Every request, GET too, is signed over exactly what was sent, with a
+	// new nonce each time.
+	if r.Header.Get(api.HeaderBuyer) != m.fp {
+		m.t.Errorf("%s: E2s-Buyer %q", script, r.Header.Get(api.HeaderBuyer))
+	}
+	nonce := r.Header.Get(api.HeaderNonce)
+	msg := api.RequestToSign(r.Method, r.URL.Path, r.URL.RawQuery, body, r.Header.Get(api.HeaderTime), nonce, m.fp)
+	if _, err := cms.VerifyHeader(r.Header.Get(api.HeaderSignature), msg, m.buyer, cms.HeaderVerifyOptions{}); err != nil || nonce == "" || m.nonces[nonce] {
+		m.t.Errorf("%s: request signature: %v (nonce %q)", script, err, nonce)
+		m.fail(w, 401, "bad_signature")
+		return
+	}
+	if m.nonces == nil {
+		m.nonces = map[string]bool{}
+	}
+	m.nonces[nonce] = true
+	if m.refuseAll != "" {
+		m.fail(w, 401, m.refuseAll)
+		return
 	}
 	id, _ := strings.CutPrefix(script, "delivery/")
 	switch {
@@ -329,6 +341,8 @@ func TestPurchaseRefused(t *testing.T) {
 		{"unknown SKU", "NOPE=1", 0, nil, client.ErrUsage, "NOPE is not in the catalogue", 0},
 		{"bad basket", "LIC-STD=0", 0, nil, client.ErrUsage, "QTY ≥ 1", 0},
 		{"contract without countersignature", "LIC-STD=1", 0, func(_ *testing.T, m *merchant) { m.noCounter = true }, ErrBadDocument, "no countersignature", 1},
+		{"key not registered", "LIC-STD=1", 0, func(_ *testing.T, m *merchant) { m.refuseAll = "unknown_buyer" }, ErrRefused, "GET private: 401 unknown_buyer", 0},
+		{"clock off", "LIC-STD=1", 0, func(_ *testing.T, m *merchant) { m.refuseAll = "stale_request" }, ErrRefused, "GET private: 401 stale_request", 0},
 		{"over the limit", "LIC-STD=1", 0, func(_ *testing.T, m *merchant) {
 			m.acceptFail = func(int) (int, string) { return 402, "over_limit" }
 		}, ErrRefused, "POST accept: 402 over_limit: the merchant says over_limit", 1},

@@ -27,15 +27,18 @@ func (h *httpError) Unwrap() error { return ErrRefused }
 
 // codeHints say what to do after the merchant's error codes (API.md).
 var codeHints = map[string]string{
-	"unauthenticated": "your certificate was not presented or not accepted: check the config's credential ('e2s keystore list')",
-	"unknown_buyer":   "your certificate is not registered with the merchant: give 'e2s cert export' to your organisation's purchasing manager to enrol it",
-	"revoked":         "your membership is revoked: ask your organisation's purchasing manager",
-	"replayed":        "run the command again (each request is signed afresh)",
-	"category":        "your organisation does not let you buy that category: see 'e2s buy -list', or ask your purchasing manager",
-	"over_limit":      "the total exceeds your limit: buy less, or ask your purchasing manager to raise the limit",
-	"unknown_sku":     "see 'e2s buy -list' for the SKUs you can buy",
-	"not_delivered":   "the back office has not confirmed the delivery yet: run the same command later, or add -wait 10m",
-	"no_order":        "check the order id (the offer id 'e2s buy' printed)",
+	"unauthenticated":          "the request was not signed with your key: check the config's credential ('e2s keystore list')",
+	"bad_signature":            "the merchant could not verify the request's signature with your registered certificate: check that the config's credential is the certificate your manager registered ('e2s keystore list'), then run the command again",
+	"stale_request":            "your clock is more than 5 minutes off the merchant's: set it (NTP) and run the command again",
+	"replay_guard_unavailable": "the merchant cannot record signed requests right now and refuses them: try again in a few minutes",
+	"unknown_buyer":            "your certificate is not registered with the merchant: give 'e2s cert export' to your organisation's purchasing manager to enrol it",
+	"revoked":                  "your membership is revoked: ask your organisation's purchasing manager",
+	"replayed":                 "run the command again (each request is signed afresh)",
+	"category":                 "your organisation does not let you buy that category: see 'e2s buy -list', or ask your purchasing manager",
+	"over_limit":               "the total exceeds your limit: buy less, or ask your purchasing manager to raise the limit",
+	"unknown_sku":              "see 'e2s buy -list' for the SKUs you can buy",
+	"not_delivered":            "the back office has not confirmed the delivery yet: run the same command later, or add -wait 10m",
+	"no_order":                 "check the order id (the offer id 'e2s buy' printed)",
 }
 
 // Hint says what to do after an error of this package, or "".

@@ -192,6 +192,24 @@ export async function signHeader(body, cred) {
   return toBase64(contentInfoDER(sd));
 }
 
+// signRequest is the headers of a signed request (API.md "Who you are";
+// api.RequestToSign): E2s-Signature over the type, method, path, query,
+// the hex SHA-512 of the body, the time and a new nonce, one per line,
+// under the buyer's key; E2s-Buyer names the certificate.
+export async function signRequest(method, path, query, body, cred) {
+  const bytes = body === undefined ? new Uint8Array(0) : typeof body === "string" ? new TextEncoder().encode(body) : body;
+  const digest = hex(await crypto.subtle.digest("SHA-512", bytes));
+  const time = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
+  const text = ["e2sgate.request.v1", method, path, query, digest, time, nonce, cred.fingerprint].join("\n");
+  return {
+    "E2s-Signature": await signHeader(new TextEncoder().encode(text), cred),
+    "E2s-Buyer": cred.fingerprint,
+    "E2s-Time": time,
+    "E2s-Nonce": nonce,
+  };
+}
+
 // parseSignedData reads a DER ContentInfo(SignedData) with its content.
 export function parseSignedData(der) {
   const ci = new pkijs.ContentInfo({ schema: fromBER(der, "the document") });

@@ -40,32 +40,37 @@ function status(id, text, kind) {
   e.className = "status " + (kind || "");
 }
 
-function headers(extra) {
-  const h = Object.assign({}, extra || {});
-  if (state.session) h["E2s-Session"] = state.session.id;
-  return h;
-}
-
+// call sends one request to purchasing. Once a key is loaded and logged
+// in (and for the login itself) every request is signed with it: the
+// session alone, or the TLS client certificate, proves nothing.
 async function call(method, script, body, extraHeaders) {
-  const init = { method, headers: headers(extraHeaders) };
+  const init = { method, headers: Object.assign({}, extraHeaders || {}) };
   if (body !== undefined) {
     init.body = body;
     if (!init.headers["Content-Type"]) init.headers["Content-Type"] = "application/json";
   }
+  if (state.cred && (state.session || (script === "login" && method === "POST"))) {
+    if (state.session) init.headers["E2s-Session"] = state.session.id;
+    Object.assign(init.headers, await cms.signRequest(method, API + script, "", body, state.cred));
+  }
   const r = await fetch(API + script, init);
   if (!r.ok) {
     let msg = r.status + " " + r.statusText;
+    let next = "log in again";
     try {
       const j = await r.clone().json();
+      if (j.error === "unknown_buyer") next = "ask your purchasing manager to register your certificate";
+      else if (j.error === "stale_request") next = "check your computer's clock, then log in again";
       msg = r.status + " " + j.error + (j.message ? ": " + j.message : "") + (j.reason ? " (" + j.reason + ")" : "");
     } catch (_) {
       /* not JSON */
     }
     if (r.status === 401 && state.session && script !== "login") {
       // Sessions live in the purchasing compartment's memory: after a
-      // restart (or an hour) the buyer logs in again.
+      // restart (or an hour), or when a signature is refused, the buyer
+      // logs in again (the merchant's answer says what to do).
       state.session = null;
-      status("login-status", "your session has ended: log in again", "bad");
+      status("login-status", "your session has ended (" + msg + "): " + next, "bad");
       $("login").disabled = !state.cred;
     }
     const reason = r.headers.get("X-E2s-Reason");
@@ -144,8 +149,7 @@ async function login() {
       fingerprint: state.cred.fingerprint,
       time: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
     }));
-    const sig = await cms.signHeader(body, state.cred);
-    const ans = await (await call("POST", "login", body, { "E2s-Signature": sig })).json();
+    const ans = await (await call("POST", "login", body)).json();
     // Step 3: the merchant's answer is signed; check it before trusting the session.
     let signed = "answer not signed by the merchant";
     if (ans.merchant_signature) {
