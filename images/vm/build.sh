@@ -19,6 +19,9 @@
 # first boot from a disk labelled E2SSEED (see rootfs/usr/lib/e2sgate/firstboot).
 # A shell script rather than Go: every step is one Debian tool.
 set -euo pipefail
+# (in one function, so that bash has read all of it before it runs: editing
+# the file during a build does not change the build)
+main() {
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$(cd "${1:?usage: build.sh BIN_DIR OUT.img}" && pwd)
 out=${2:?usage: build.sh BIN_DIR OUT.img}
@@ -122,6 +125,7 @@ chroot "$root" systemctl enable -q systemd-networkd.service nftables.service ssh
   e2sgate-firstboot.service e2sgated.service
 chroot "$root" systemctl mask -q apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
   e2scrub_reap.service fstrim.timer 2>/dev/null || true
+echo "systemd-analyze security e2sgated: $(chroot "$root" systemd-analyze security --offline=true --no-pager e2sgated.service 2>/dev/null | tail -1)" >&2
 # no package manager, no host keys, no machine id, no kernel in the root
 rm -f "$root"/etc/ssh/ssh_host_* "$root"/usr/bin/apt* "$root"/usr/bin/dpkg* "$root"/usr/sbin/update-initramfs
 rm -rf "$root"/var/lib/apt "$root"/var/cache/apt "$root"/usr/lib/apt "$root"/etc/apt "$root"/boot/* \
@@ -186,3 +190,5 @@ mv "$out.tmp" "$out"
 echo "$roothash" >"$out.roothash"
 echo "$inputs" >"$out.inputs"
 step "done: $out ($(du -h --apparent-size "$out" | cut -f1) apparent, $(du -h "$out" | cut -f1) on disk; root $(mib "$work/root.sqfs") MiB squashfs, kernel $kver)"
+}
+main "$@"
