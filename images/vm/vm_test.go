@@ -136,6 +136,21 @@ func TestVM(t *testing.T) {
 			t.Fatalf("root over SSH: %v\n%s", err, out)
 		}
 	})
+	t.Run("LSMs on", func(t *testing.T) {
+		// lsm= on the kernel command line; firstboot reports what is active
+		con := vm.console()
+		i := strings.Index(con, "active LSMs: ")
+		if i < 0 {
+			t.Fatal("no LSM report on the console")
+		}
+		line, _, _ := strings.Cut(con[i:], "\n")
+		for _, lsm := range []string{"landlock", "lockdown", "yama", "bpf"} {
+			if !strings.Contains(line, lsm) {
+				t.Errorf("%s is not active: %s", lsm, line)
+			}
+		}
+		t.Log(line)
+	})
 	t.Run("root filesystem read-only", func(t *testing.T) {
 		// firstboot tries to write / at every boot and reports on the console
 		if !strings.Contains(vm.console(), "root filesystem is read-only") {
@@ -143,12 +158,20 @@ func TestVM(t *testing.T) {
 		}
 	})
 
+	// Power off, update (the image's ESP, root and verity replace the
+	// disk's; e2s-var stays), boot again: what was on /var must be there.
 	vm.powerdown(t)
+	update := exec.Command("./update.sh", image, disk)
+	if out, err := update.CombinedOutput(); err != nil {
+		t.Fatalf("update.sh: %v\n%s", err, out)
+	} else {
+		t.Logf("%s", out)
+	}
 	vm = boot(t, dir, "second", disk, seed, key)
-	t.Logf("boot to serving after reboot: %s", vm.serving.Round(100*time.Millisecond))
+	t.Logf("boot to serving after update and reboot: %s", vm.serving.Round(100*time.Millisecond))
 	t.Run("order survives reboot", func(t *testing.T) {
 		if orderID == "" {
-			t.Skip("no order was placed")
+			t.Fatal("no order was placed before the reboot")
 		}
 		if code, body := vm.get(t, "/cgi-bin/purchasing/order/"+orderID, ""); code != 200 {
 			t.Fatalf("order %s after reboot = %d %.200q", orderID, code, body)
