@@ -172,7 +172,7 @@ mcopy -i "$work/esp" "$work/uki.efi" ::/EFI/BOOT/BOOTX64.EFI
 mkfs.ext4 -q -F -L e2s-var -E root_owner=0:0 -d "$work/var" "$work/varfs" "${var_mib}M"
 # fixed sizes, so that every image has the same layout and an update
 # (update.sh) replaces ESP, root and verity in place and keeps e2s-var
-root_mib=${ROOT_MIB:-320} verity_mib=${VERITY_MIB:-8}
+root_mib=${ROOT_MIB:-256} verity_mib=${VERITY_MIB:-8}
 [ "$(mib "$work/root.sqfs")" -le "$root_mib" ] || die "root is $(mib "$work/root.sqfs") MiB, the slot $root_mib MiB (ROOT_MIB)"
 [ "$(mib "$work/verity")" -le "$verity_mib" ] || die "hash tree is $(mib "$work/verity") MiB, the slot $verity_mib MiB (VERITY_MIB)"
 total=$(( 1 + esp_mib + root_mib + verity_mib + var_mib + 1 ))
