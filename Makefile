@@ -58,3 +58,14 @@ images: build ## per-compartment minimal root filesystems under bin/images
 
 clean: ## remove build output
 	rm -rf $(BIN)
+
+.PHONY: image vm-test
+
+image: build ## the appliance as a hardened VM disk image, bin/e2sgate.img (as root, from Debian packages; see images/vm/build.sh)
+	images/vm/build.sh $(BIN) $(BIN)/e2sgate.img
+
+vm-test: image ## boot bin/e2sgate.img under QEMU (KVM where /dev/kvm exists) and test it from the host (loopback ports only)
+	E2SGATE_VM_IMAGE=$(abspath $(BIN)/e2sgate.img) $(GO) test -count=1 -v -timeout 40m ./images/vm/
+
+# where the machine has KVM, make test boots the image too
+test: $(if $(wildcard /dev/kvm),vm-test)

@@ -1,0 +1,503 @@
+// Package vm tests the appliance's VM image (`make vm-test`): it boots
+// bin/e2sgate.img headless under QEMU (KVM where /dev/kvm exists, software
+// emulation otherwise) with OVMF, user-mode networking forwarding two
+// loopback ports only (web front and SSH), and checks the appliance from the
+// host as a buyer and as the role accounts would. Every QEMU it starts it
+// kills by pid, on failure too.
+//
+// The test runs only when E2SGATE_VM_IMAGE names the image (make vm-test
+// sets it), so `go test ./...` does not boot VMs.
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/e2sgate/e2sgate/internal/testutil"
+)
+
+// EnvImage names the image under test.
+const EnvImage = "E2SGATE_VM_IMAGE"
+
+// OVMF from Debian's ovmf package: code read-only, a copy of the variables
+// per VM.
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+var roles = []string{"secadmin", "keyadmin", "auditor", "operator", "contentmgr"}
+
+// Compartments every appliance runs (e2sctl status lists each).
+var compartments = []string{"outside", "purchasing", "payment", "keyhandler", "inside"}
+
+func TestVM(t *testing.T) {
+	image := os.Getenv(EnvImage)
+	if image == "" {
+		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "ssh", "ssh-keygen", "openssl", "mkfs.vfat", "mcopy", "mmd", "cp"} {
+		testutil.Requires(t, tool)
+	}
+	testutil.RequiresFile(t, ovmfCode, "OVMF (Debian package ovmf)")
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.img")
+	run(t, "cp", "--sparse=always", image, disk) // the built image stays pristine
+	key := filepath.Join(dir, "id")
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vm-test", "-f", key)
+	seed := makeSeed(t, dir, key+".pub", "version: 1\nlisten: 0.0.0.0:8443\n")
+
+	vm := boot(t, dir, "first", disk, seed, key)
+	t.Logf("boot to serving: %s (%s)", vm.serving.Round(100*time.Millisecond), vm.accel)
+
+	t.Run("static page", func(t *testing.T) {
+		code, body := vm.get(t, "/", "")
+		if code != 200 || !bytes.Contains(bytes.ToLower(body), []byte("<html")) {
+			t.Fatalf("GET / = %d %.200q", code, body)
+		}
+	})
+	t.Run("catalogue", func(t *testing.T) {
+		code, body := vm.get(t, "/cgi-bin/purchasing/catalogue", "")
+		if code != 200 || !json.Valid(body) {
+			t.Fatalf("catalogue = %d %.200q", code, body)
+		}
+	})
+	t.Run("signed offer", func(t *testing.T) {
+		code, offer := vm.get(t, "/cgi-bin/purchasing/offer", `{"items":[{"sku":"LIC-STD","qty":2}]}`)
+		if code != 200 {
+			t.Fatalf("offer = %d %.200q", code, offer)
+		}
+		code, cert := vm.get(t, "/cgi-bin/keyhandler/certificate", "")
+		if code != 200 {
+			t.Fatalf("certificate = %d %.200q", code, cert)
+		}
+		os.WriteFile(filepath.Join(dir, "offer.p7m"), offer, 0o644)
+		os.WriteFile(filepath.Join(dir, "merchant.pem"), cert, 0o644)
+		run(t, "openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", filepath.Join(dir, "offer.p7m"),
+			"-CAfile", filepath.Join(dir, "merchant.pem"), "-purpose", "any", "-out", os.DevNull)
+	})
+	t.Run("unregistered script", func(t *testing.T) {
+		if code, body := vm.get(t, "/cgi-bin/purchasing/admin", ""); code != 404 {
+			t.Fatalf("unregistered script = %d %.200q, want 404", code, body)
+		}
+	})
+	var orderID string
+	t.Run("order", func(t *testing.T) {
+		code, body := vm.get(t, "/cgi-bin/purchasing/order", `{"items":[{"sku":"LIC-PRO","qty":1}]}`)
+		var o struct {
+			OrderID string `json:"order_id"`
+		}
+		if code != 201 || json.Unmarshal(body, &o) != nil || o.OrderID == "" {
+			t.Fatalf("order = %d %.300q", code, body)
+		}
+		orderID = o.OrderID
+	})
+	t.Run("auditor audit verify", func(t *testing.T) {
+		out, err := vm.ssh("auditor", key, "e2sctl audit verify")
+		if err != nil {
+			t.Fatalf("e2sctl audit verify as auditor: %v\n%s", err, out)
+		}
+		t.Logf("%s", out)
+	})
+	t.Run("operator status", func(t *testing.T) {
+		out, err := vm.ssh("operator", key, "e2sctl status")
+		if err != nil {
+			t.Fatalf("e2sctl status as operator: %v\n%s", err, out)
+		}
+		for _, c := range compartments {
+			if !strings.Contains(out, c) {
+				t.Errorf("e2sctl status does not list %s", c)
+			}
+		}
+		t.Logf("%s", out)
+	})
+	t.Run("role account has no shell", func(t *testing.T) {
+		if out, err := vm.ssh("operator", key, "id"); err == nil {
+			t.Fatalf("operator ran a command other than e2sctl: %s", out)
+		}
+	})
+	t.Run("root login refused", func(t *testing.T) {
+		out, err := vm.ssh("root", key, "e2sctl status")
+		if err == nil || !strings.Contains(out, "Permission denied") {
+			t.Fatalf("root over SSH: %v\n%s", err, out)
+		}
+	})
+	t.Run("LSMs on", func(t *testing.T) {
+		// lsm= on the kernel command line; firstboot reports what is active
+		con := vm.console()
+		i := strings.Index(con, "active LSMs: ")
+		if i < 0 {
+			t.Fatal("no LSM report on the console")
+		}
+		line, _, _ := strings.Cut(con[i:], "\n")
+		for _, lsm := range []string{"landlock", "lockdown", "yama", "bpf"} {
+			if !strings.Contains(line, lsm) {
+				t.Errorf("%s is not active: %s", lsm, line)
+			}
+		}
+		t.Log(line)
+	})
+	t.Run("root filesystem read-only", func(t *testing.T) {
+		// firstboot tries to write / at every boot and reports on the console
+		if !strings.Contains(vm.console(), "root filesystem is read-only") {
+			t.Fatalf("no read-only root report on the console")
+		}
+	})
+
+	// Power off, update (the image's ESP, root and verity replace the
+	// disk's; e2s-var stays), boot again: what was on /var must be there.
+	vm.powerdown(t)
+	update := exec.Command("./update.sh", image, disk)
+	if out, err := update.CombinedOutput(); err != nil {
+		t.Fatalf("update.sh: %v\n%s", err, out)
+	} else {
+		t.Logf("%s", out)
+	}
+	vm = boot(t, dir, "second", disk, seed, key)
+	t.Logf("boot to serving after update and reboot: %s", vm.serving.Round(100*time.Millisecond))
+	t.Run("order survives reboot", func(t *testing.T) {
+		if orderID == "" {
+			t.Fatal("no order was placed before the reboot")
+		}
+		if code, body := vm.get(t, "/cgi-bin/purchasing/order/"+orderID, ""); code != 200 {
+			t.Fatalf("order %s after reboot = %d %.200q", orderID, code, body)
+		}
+	})
+	t.Run("audit verifies after reboot", func(t *testing.T) {
+		if out, err := vm.ssh("auditor", key, "e2sctl audit verify"); err != nil {
+			t.Fatalf("e2sctl audit verify after reboot: %v\n%s", err, out)
+		}
+	})
+	vm.powerdown(t)
+}
+
+// TestTamperedRoot flips a byte in the verity-protected root (its squashfs
+// superblock) of a copy of the image and expects the boot to stop.
+func TestTamperedRoot(t *testing.T) {
+	image := os.Getenv(EnvImage)
+	if image == "" {
+		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
+	}
+	testutil.Requires(t, "qemu-system-x86_64")
+	testutil.Requires(t, "sfdisk")
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.img")
+	run(t, "cp", "--sparse=always", image, disk)
+	start := partitionStart(t, disk, "e2s-root-a")
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	off := start + 8 // squashfs superblock: inode count, read at mount
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	q := start1(t, dir, "tampered", disk, "", true)
+	select {
+	case <-q.exited:
+	case <-time.After(bootTimeout()):
+		t.Fatalf("a tampered root still runs after %s; console:\n%s", bootTimeout(), tail(q.console(), 3000))
+	}
+	con := q.console()
+	if strings.Contains(con, "e2sgate web front") || !strings.Contains(con, "Kernel panic") {
+		t.Fatalf("tampered root: no refusal on the console:\n%s", tail(con, 3000))
+	}
+	t.Logf("tampered root refused:\n%s", tail(con, 800))
+}
+
+// qemu is one running VM.
+type qemu struct {
+	cmd          *exec.Cmd
+	exited       chan struct{}
+	dir          string
+	name         string
+	accel        string
+	web, sshPort int // host loopback ports
+	serving      time.Duration
+	client       *http.Client
+}
+
+func bootTimeout() time.Duration {
+	if kvm() {
+		return 3 * time.Minute
+	}
+	return 12 * time.Minute // software emulation
+}
+
+func kvm() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// boot starts the VM and waits until it serves: the web front answers and
+// the operator's e2sctl status shows every compartment running.
+func boot(t *testing.T, dir, name, disk, seed, key string) *qemu {
+	t.Helper()
+	q := start1(t, dir, name, disk, seed, false)
+	began := time.Now()
+	deadline := began.Add(bootTimeout())
+	front := time.Duration(0)
+	for {
+		select {
+		case <-q.exited:
+			t.Fatalf("QEMU (%s boot) exited before the web front served; console:\n%s", name, tail(q.console(), 4000))
+		default:
+		}
+		req, _ := http.NewRequest("GET", q.url("/"), nil)
+		if resp, err := q.client.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && front == 0 {
+				front = time.Since(began)
+			}
+		}
+		if front != 0 && q.allRunning(key) {
+			q.serving = time.Since(began)
+			fmt.Printf("vm-test: %s boot (%s): web front answers after %s, every compartment running after %s\n",
+				name, q.accel, front.Round(100*time.Millisecond), q.serving.Round(100*time.Millisecond))
+			return q
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("web front not serving %s after QEMU started (%s boot); console:\n%s", bootTimeout(), name, tail(q.console(), 4000))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// allRunning asks e2sctl status, as operator, whether every compartment runs.
+func (q *qemu) allRunning(key string) bool {
+	out, err := q.ssh("operator", key, "e2sctl status")
+	if err != nil {
+		return false
+	}
+	var st struct {
+		Compartments map[string]struct {
+			State string `json:"state"`
+		} `json:"compartments"`
+	}
+	if json.Unmarshal([]byte(out), &st) != nil {
+		return false
+	}
+	for _, c := range compartments {
+		if st.Compartments[c].State != "running" {
+			return false
+		}
+	}
+	return true
+}
+
+// start1 starts QEMU on disk (and the seed disk, if any). noReboot makes a
+// kernel panic end QEMU.
+func start1(t *testing.T, dir, name, disk, seed string, noReboot bool) *qemu {
+	t.Helper()
+	vars := filepath.Join(dir, name+"-vars.fd")
+	run(t, "cp", ovmfVars, vars)
+	q := &qemu{dir: dir, name: name, web: freePort(t), sshPort: freePort(t), exited: make(chan struct{})}
+	q.client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // self-signed web front, made at first start
+	}}
+	accel, cpu := "tcg", "max"
+	if kvm() {
+		accel, cpu = "kvm", "host"
+	}
+	q.accel = accel
+	args := []string{
+		"-name", "e2sgate-vm-test-" + name,
+		"-machine", "q35,accel=" + accel, "-cpu", cpu, "-smp", "2", "-m", "2048",
+		"-display", "none", "-monitor", "none", "-nodefaults",
+		"-serial", "file:" + filepath.Join(dir, name+"-console.log"),
+		"-qmp", "unix:" + filepath.Join(dir, name+"-qmp.sock") + ",server=on,wait=off",
+		"-drive", "if=pflash,format=raw,readonly=on,file=" + ovmfCode,
+		"-drive", "if=pflash,format=raw,file=" + vars,
+		"-drive", "if=virtio,format=raw,file=" + disk,
+		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:8443,hostfwd=tcp:127.0.0.1:%d-:22", q.web, q.sshPort),
+		"-device", "virtio-net-pci,netdev=n0",
+		"-device", "virtio-rng-pci",
+	}
+	if seed != "" {
+		args = append(args, "-drive", "if=virtio,format=raw,readonly=on,file="+seed)
+	}
+	if noReboot {
+		args = append(args, "-no-reboot")
+	}
+	q.cmd = exec.Command("qemu-system-x86_64", args...)
+	q.cmd.Stdout, q.cmd.Stderr = os.Stderr, os.Stderr
+	// QEMU dies with the test process, even when a timeout panics past the
+	// cleanups below.
+	q.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := q.cmd.Start(); err != nil {
+		t.Fatalf("start QEMU: %v", err)
+	}
+	go func() { q.cmd.Wait(); close(q.exited) }()
+	t.Cleanup(q.kill)
+	return q
+}
+
+// kill ends QEMU by its pid, if it still runs.
+func (q *qemu) kill() {
+	select {
+	case <-q.exited:
+		return
+	default:
+	}
+	q.cmd.Process.Kill()
+	<-q.exited
+}
+
+// powerdown asks the guest to shut down (ACPI, over QMP) and waits for QEMU
+// to exit; it kills QEMU when the guest does not stop in time.
+func (q *qemu) powerdown(t *testing.T) {
+	t.Helper()
+	c, err := net.Dial("unix", filepath.Join(q.dir, q.name+"-qmp.sock"))
+	if err == nil {
+		r := bufio.NewReader(c)
+		r.ReadString('\n') // greeting
+		fmt.Fprintln(c, `{"execute":"qmp_capabilities"}`)
+		r.ReadString('\n')
+		fmt.Fprintln(c, `{"execute":"system_powerdown"}`)
+		r.ReadString('\n')
+		defer c.Close()
+	}
+	select {
+	case <-q.exited:
+	case <-time.After(bootTimeout() / 2):
+		t.Errorf("guest did not power down; killing QEMU")
+		q.kill()
+	}
+}
+
+func (q *qemu) url(path string) string { return fmt.Sprintf("https://127.0.0.1:%d%s", q.web, path) }
+
+// get GETs path, or POSTs body as JSON when body is not empty.
+func (q *qemu) get(t *testing.T, path, body string) (int, []byte) {
+	t.Helper()
+	method, rd := "GET", io.Reader(nil)
+	if body != "" {
+		method, rd = "POST", strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, q.url(path), rd)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := q.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// ssh runs command as user over the forwarded SSH port.
+func (q *qemu) ssh(user, key, command string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", "-i", key, "-p", fmt.Sprint(q.sshPort),
+		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR",
+		user+"@127.0.0.1", command)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (q *qemu) console() string {
+	b, _ := os.ReadFile(filepath.Join(q.dir, q.name+"-console.log"))
+	return string(b)
+}
+
+// makeSeed writes the seed disk: a small vfat labelled E2SSEED with the
+// config and the same test key for every role.
+func makeSeed(t *testing.T, dir, pub, config string) string {
+	t.Helper()
+	seed := filepath.Join(dir, "seed.img")
+	run(t, "mkfs.vfat", "-C", "-n", "E2SSEED", seed, "4096")
+	cfg := filepath.Join(dir, "e2sgate.yaml")
+	os.WriteFile(cfg, []byte(config), 0o644)
+	run(t, "mcopy", "-i", seed, cfg, "::/e2sgate.yaml")
+	run(t, "mmd", "-i", seed, "::/keys")
+	for _, r := range roles {
+		run(t, "mcopy", "-i", seed, pub, "::/keys/"+r+".pub")
+	}
+	return seed
+}
+
+// partitionStart is the byte offset of the partition named name.
+func partitionStart(t *testing.T, disk, name string) int64 {
+	t.Helper()
+	out, err := exec.Command("sfdisk", "--json", disk).Output()
+	if err != nil {
+		t.Fatalf("sfdisk --json: %v", err)
+	}
+	var pt struct {
+		PartitionTable struct {
+			SectorSize int64 `json:"sectorsize"`
+			Partitions []struct {
+				Name  string `json:"name"`
+				Start int64  `json:"start"`
+			} `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	if err := json.Unmarshal(out, &pt); err != nil {
+		t.Fatal(err)
+	}
+	ss := pt.PartitionTable.SectorSize
+	if ss == 0 {
+		ss = 512
+	}
+	for _, p := range pt.PartitionTable.Partitions {
+		if p.Name == name {
+			return p.Start * ss
+		}
+	}
+	t.Fatalf("no partition %s in %s", name, disk)
+	return 0
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
