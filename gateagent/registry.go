@@ -136,7 +136,7 @@ func (reg *Registration) validate(compartments []string) error {
 	if _, err := label.Parse(reg.Clearance); err != nil {
 		return fmt.Errorf("clearance: %v", err)
 	}
-	if reg.MaxRate < 0 || reg.MaxRate > 1e6 {
+	if !(reg.MaxRate >= 0 && reg.MaxRate <= 1e6) { // NaN too
 		return fmt.Errorf("max_rate %g is outside 0..1e6 calls per second", reg.MaxRate)
 	}
 	if reg.Timeout == 0 {
