@@ -53,6 +53,13 @@ lint: ## gofmt, go vet, and no link in the docs or comments to a file the reposi
 	$(GO) vet ./...
 	$(GO) run ./internal/tools/doclinks
 
+fuzz: ## every fuzz target (listed by go test -list 'Fuzz.*') for FUZZTIME each (default 60s); a crasher stays in its package's testdata/fuzz
+	@set -e; for d in $$(git grep -l '^func Fuzz' -- '*_test.go' | xargs -n1 dirname | sort -u); do \
+	  for t in $$($(GO) test -list 'Fuzz.*' ./$$d | grep '^Fuzz'); do \
+	    echo "== ./$$d $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(or $(FUZZTIME),60s) ./$$d; \
+	  done; \
+	done
+
 images: build ## per-compartment minimal root filesystems under bin/images
 	$(GO) run ./images/cmd/mkimage -out $(BIN)/images
 

@@ -43,6 +43,7 @@ type Agent struct {
 	audit  Auditor
 	labels map[string]string // compartment → label, from the supervisor's config
 	set    atomic.Pointer[PolicySet]
+	limits atomic.Pointer[limiter] // each caller's budget (limiter.go)
 
 	mu      sync.RWMutex
 	targets map[string]protocol.Compartment
@@ -52,8 +53,27 @@ type Agent struct {
 func New(log *slog.Logger, audit Auditor, labels map[string]string, set *PolicySet) *Agent {
 	a := &Agent{log: log, audit: audit, labels: labels, targets: map[string]protocol.Compartment{}}
 	a.set.Store(set)
+	a.SetLimits(DefaultLimits)
 	return a
 }
+
+// SetLimits gives every caller a fresh budget under lim (zero fields take
+// DefaultLimits'); refusals not yet recorded under the old ones are written.
+func (a *Agent) SetLimits(lim Limits) {
+	l := newLimiter(a.log, a.audit, lim, func(script string) float64 {
+		if reg := a.set.Load().Registry.Lookup(script); reg != nil {
+			return reg.MaxRate
+		}
+		return 0
+	})
+	if old := a.limits.Swap(l); old != nil {
+		old.flush()
+	}
+}
+
+// FlushLimits writes the refusals the limiter has counted but not yet
+// recorded (at shutdown).
+func (a *Agent) FlushLimits() { a.limits.Load().flush() }
 
 // SetPolicy replaces the registry and policy atomically: a call is decided
 // wholly by the old set or wholly by the new one.
@@ -89,6 +109,13 @@ func (a *Agent) Forward(ctx context.Context, caller string, call *callpb.Call) *
 	// detail, so no caller can make its call look like another's record.
 	claimed := clip(call.ReqId, maxReqID)
 	call.ReqId = newReqID()
+	// 0. The caller's budget: a call over it is answered 429 at once and
+	// recorded in aggregate, one record per caller and interval.
+	release, refused := a.limits.Load().admit(caller, call)
+	if refused != nil {
+		return refused
+	}
+	defer release()
 	rec := auditlog.Record{Time: start.UTC(), ReqID: call.ReqId, CallerReqID: claimed, Caller: caller,
 		Script: clip(call.Script, maxScript), User: clip(call.User, maxUser)}
 	var resp *callpb.Response

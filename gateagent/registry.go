@@ -29,6 +29,10 @@ type Registration struct {
 	Filters         []string      `yaml:"filters"`
 	ResponseFilters []string      `yaml:"response_filters"`
 	Timeout         time.Duration `yaml:"timeout"`
+	// MaxRate bounds each caller's calls of this script per second (a
+	// second's worth at once), beneath its budget for all scripts; 0: only
+	// that budget (limiter.go).
+	MaxRate float64 `yaml:"max_rate"`
 
 	chain []filters.Request // method, content type, size, then the named ones
 	resp  []namedResponse
@@ -131,6 +135,9 @@ func (reg *Registration) validate(compartments []string) error {
 	}
 	if _, err := label.Parse(reg.Clearance); err != nil {
 		return fmt.Errorf("clearance: %v", err)
+	}
+	if !(reg.MaxRate >= 0 && reg.MaxRate <= 1e6) { // NaN too
+		return fmt.Errorf("max_rate %g is outside 0..1e6 calls per second", reg.MaxRate)
 	}
 	if reg.Timeout == 0 {
 		reg.Timeout = defaultTimeout

@@ -49,6 +49,8 @@ func TestBadRegistryRefused(t *testing.T) {
 		{"empty", "version: 1\n", "no scripts"},
 		{"bad name", strings.Replace(goodEntry, "purchasing/catalogue:", "catalogue:", 1), "<compartment>/<script>"},
 		{"not yaml", "version: [", "registry.yaml"},
+		{"negative max_rate", goodEntry + "    max_rate: -1\n", "max_rate"},
+		{"max_rate not a number", goodEntry + "    max_rate: .nan\n", "max_rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,6 +31,7 @@ type Config struct {
 	PolicyDir    string              `json:"policy_dir"` // empty: the embedded policies
 	AuditLog     string              `json:"audit_log"`
 	AuditQuota   int64               `json:"audit_quota"` // bytes; 0: the file system's capacity
+	Limits       Limits              `json:"limits"`      // each caller's budget; zero fields: DefaultLimits
 }
 
 // CompartmentConfig is one compartment as the gate agent sees it.
@@ -123,6 +124,8 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 	}
 	defer audit.Close()
 	agent = New(log, audit, labels, set)
+	agent.SetLimits(cfg.Limits)
+	defer agent.FlushLimits()
 	agentReady.Store(true)
 
 	var servers []*grpc.Server

@@ -55,6 +55,9 @@ type Record struct {
 	LatencyUS   int64    `json:"latency_us"`
 	Filters     []string `json:"filter_hits,omitempty"`
 	Detail      string   `json:"detail,omitempty"`
+	// Count is how many calls the record stands for when the gate recorded
+	// them in aggregate (refusals over a caller's limits); 0 means one.
+	Count int `json:"count,omitempty"`
 	// Event is set on records that are not decisions of the gate but
 	// events reported to it, naming who reported them ("compartment",
 	// "supervisor", "gate"); a gate decision never has it.

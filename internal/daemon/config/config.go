@@ -53,8 +53,21 @@ type Config struct {
 	Simulators  bool       `yaml:"simulators"` // run the acquirer and back-office simulators (see supervisor/simulators.go)
 	// AuditQuotaMB bounds the gate's audit log (records, hashes and
 	// checkpoints); 0: the file system's capacity (docs/OPERATIONS.md).
-	AuditQuotaMB int64        `yaml:"audit_quota_mb"`
+	AuditQuotaMB int64 `yaml:"audit_quota_mb"`
+	// GateLimits are each compartment's budget of calls through the gate
+	// (docs/OPERATIONS.md "Limits").
+	GateLimits   GateLimits   `yaml:"gate_limits"`
 	Compartments Compartments `yaml:"compartments"`
+}
+
+// GateLimits bound each caller at the gate agent, every compartment on its
+// own: a call over them is answered 429 and recorded in aggregate, one
+// record per caller and reason per report interval.
+type GateLimits struct {
+	Concurrent     int           `yaml:"concurrent"`      // calls one compartment may have in flight
+	PerSecond      float64       `yaml:"per_second"`      // calls per second, sustained
+	Burst          int           `yaml:"burst"`           // calls at once above that rate
+	ReportInterval time.Duration `yaml:"report_interval"` // at most one refusal record per caller and reason per interval
 }
 
 // Payment is how the payment compartment reaches the acquirer: only through
@@ -186,6 +199,7 @@ func Default() *Config {
 		Simulators:        true,
 		Restart:           Restart{InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxCrashes: 5, Window: time.Minute},
 		Outside:           outside.DefaultConfig(),
+		GateLimits:        GateLimits{Concurrent: 128, PerSecond: 500, Burst: 1000, ReportInterval: 10 * time.Second},
 		Compartments:      DefaultCompartments(),
 	}
 }
@@ -269,6 +283,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AuditQuotaMB < 0 {
 		return invalid("audit_quota_mb", "%d is negative; 0 means the file system's capacity", c.AuditQuotaMB)
+	}
+	if g := c.GateLimits; g.Concurrent < 1 || g.PerSecond <= 0 || g.Burst < 1 || g.ReportInterval < time.Second {
+		return invalid("gate_limits", "need concurrent >= 1, per_second > 0, burst >= 1, report_interval >= 1s")
 	}
 	if _, err := netip.ParsePrefix(c.Internal.InsideAddress); err != nil {
 		return invalid("internal_network.inside_address", "%q is not an address/prefix such as 10.77.0.2/24", c.Internal.InsideAddress)

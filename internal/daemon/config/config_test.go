@@ -43,6 +43,11 @@ func TestParse(t *testing.T) {
 		{"bad instance", "instance: E2S/../x\n", "instance"},
 		{"instance ok", "instance: e2st-42\n", ""},
 		{"allow ok", "internal_network:\n  allow: [10.77.0.10:8080]\n", ""},
+		{"gate limits override", "gate_limits:\n  per_second: 50\n  burst: 60\n", ""},
+		{"gate limits zero", "gate_limits:\n  concurrent: 0\n", "gate_limits"},
+		{"gate limits negative rate", "gate_limits:\n  per_second: -1\n", "gate_limits"},
+		{"gate limits report too often", "gate_limits:\n  report_interval: 10ms\n", "gate_limits"},
+		{"gate limits unknown key", "gate_limits:\n  per_minute: 5\n", "per_minute"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -110,10 +110,11 @@ func (m *Metrics) Gate(r auditlog.Record, now time.Time) {
 		m.events.WithLabelValues(r.Event, r.Script, r.Reason).Inc()
 		return
 	}
-	m.calls.WithLabelValues(r.Script, r.Decision).Inc()
+	n := float64(max(1, r.Count)) // a record of refusals over a caller's limits stands for Count calls
+	m.calls.WithLabelValues(r.Script, r.Decision).Add(n)
 	m.latency.WithLabelValues(r.Decision).Observe(float64(r.LatencyUS) / 1e6)
 	if r.Reason != "" {
-		m.rules.WithLabelValues(r.Reason).Inc()
+		m.rules.WithLabelValues(r.Reason).Add(n)
 	}
 	for _, f := range r.Filters {
 		m.filters.WithLabelValues(f).Inc()

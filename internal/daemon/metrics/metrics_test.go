@@ -17,6 +17,8 @@ func TestGateMetricsFromRecords(t *testing.T) {
 		{Time: now.Add(-2 * time.Millisecond), Caller: "outside", Script: "purchasing/catalogue", Decision: "allow", Reason: "pol.allowed", LatencyUS: 700},
 		{Time: now, Caller: "outside", Script: "keyhandler/sign", Decision: "deny", Reason: "pol.caller_clearance", LatencyUS: 90},
 		{Time: now, Caller: "outside", Script: "purchasing/basket", Decision: "deny", Reason: "flt.method", LatencyUS: 60},
+		// A record of refusals over a caller's limits counts the calls it stands for.
+		{Caller: "outside", Script: "gate/limit", Decision: "deny", Reason: "gate.rate_limited", Status: 429, Count: 7},
 		// Events are counted apart, never as calls or rule hits.
 		{Time: now, Caller: "inside", Script: "inside/socks.connect", Decision: "allow", Reason: "socks.allowed", Event: "compartment"},
 		{Time: now, Caller: "purchasing", Script: "supervisor/event", Decision: "deny", Reason: "sup.event_refused", Event: "supervisor"},
@@ -35,6 +37,8 @@ func TestGateMetricsFromRecords(t *testing.T) {
 		`e2sgate_gate_calls_total{decision="deny",script="keyhandler/sign"} 1`,
 		`e2sgate_gate_call_seconds_count{decision="allow"} 2`,
 		`e2sgate_policy_rule_hits_total{rule="pol.caller_clearance"} 1`,
+		`e2sgate_gate_calls_total{decision="deny",script="gate/limit"} 7`,
+		`e2sgate_policy_rule_hits_total{rule="gate.rate_limited"} 7`,
 		`e2sgate_filter_hits_total{filter="pan_mask"} 1`,
 		`e2sgate_filter_hits_total{filter="method"} 1`,
 		`e2sgate_compartment_restarts_total{compartment="payment"} 2`,

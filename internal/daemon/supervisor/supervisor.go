@@ -358,7 +358,9 @@ func (s *Supervisor) superviseGate(ctx context.Context, fail context.CancelCause
 
 func (s *Supervisor) runGate(ctx context.Context) error {
 	gc := gateagent.Config{PolicyDir: s.policyDir(), AuditLog: filepath.Join(s.cfg.DataDir, "audit", "audit.log"),
-		AuditQuota: s.cfg.AuditQuotaMB << 20}
+		AuditQuota: s.cfg.AuditQuotaMB << 20,
+		Limits: gateagent.Limits{Concurrent: s.cfg.GateLimits.Concurrent, PerSecond: s.cfg.GateLimits.PerSecond,
+			Burst: s.cfg.GateLimits.Burst, ReportInterval: s.cfg.GateLimits.ReportInterval}}
 	for _, n := range manifest.Names() {
 		c := s.cfg.Compartments[n]
 		gc.Compartments = append(gc.Compartments, gateagent.CompartmentConfig{
