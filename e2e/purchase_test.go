@@ -745,7 +745,7 @@ func TestPurchase(t *testing.T) {
 				t.Errorf("%s with the manager's certificate and no proof = %d %v %s", tt.script, out.Status, out.Headers, out.Body)
 			}
 			rec := a.audited(func(r auditlog.Record) bool { return r.CallerReqID == reqID })
-			if rec.Caller != "outside" || rec.Status != 401 || rec.Script != tt.script {
+			if rec.Caller != "outside" || rec.Status != 401 || rec.Script != tt.script || rec.TargetReason != "purchasing.signature_required" {
 				t.Errorf("audit record of the forged call: %+v", rec)
 			}
 		}

@@ -184,7 +184,12 @@ func (a *Agent) decideAndForward(ctx context.Context, call *callpb.Call, rec *au
 			rec.Filters = append(rec.Filters, name)
 		}
 	}
-	resp.Reason = "" // a compartment's inner reason never crosses back
+	// A compartment's reason is recorded when it is a reason id; it never
+	// crosses back to the caller.
+	if reasonID.MatchString(resp.Reason) {
+		rec.TargetReason = resp.Reason
+	}
+	resp.Reason = ""
 	return resp
 }
 

@@ -195,3 +195,37 @@ func TestBadPolicyRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardRecordsTargetReason: the reason id a target gives for its
+// answer is in the gate's record (never in the answer); anything not
+// shaped like a reason id is left out.
+func TestForwardRecordsTargetReason(t *testing.T) {
+	tests := []struct{ given, recorded string }{
+		{"purchasing.signature_required", "purchasing.signature_required"},
+		{"inner", "inner"},
+		{"<script>alert(1)</script>", ""},
+		{strings.Repeat("a", 300), ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.given, func(t *testing.T) {
+			a, audit, _ := newTestAgent(t)
+			a.Attach("purchasing", targetFunc(func(context.Context, *callpb.Call) (*callpb.Response, error) {
+				return &callpb.Response{Status: 401, Reason: tt.given}, nil
+			}))
+			resp := a.Forward(context.Background(), "outside", &callpb.Call{Script: "purchasing/catalogue", Method: "GET"})
+			if resp.Status != 401 || resp.Reason != "" {
+				t.Fatalf("answer %d %q", resp.Status, resp.Reason)
+			}
+			if r := audit.last(); r.TargetReason != tt.recorded || r.Reason != "pol.allowed" {
+				t.Fatalf("recorded target reason %q (gate reason %q), want %q", r.TargetReason, r.Reason, tt.recorded)
+			}
+		})
+	}
+}
+
+type targetFunc func(context.Context, *callpb.Call) (*callpb.Response, error)
+
+func (f targetFunc) Handle(ctx context.Context, c *callpb.Call) (*callpb.Response, error) {
+	return f(ctx, c)
+}

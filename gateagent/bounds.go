@@ -2,6 +2,7 @@ package gateagent
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -68,3 +69,7 @@ func clip(s string, n int) string {
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
+
+// reasonID is the shape of a reason id ("purchasing.signature_required");
+// a target's answer is recorded with its reason only in that shape.
+var reasonID = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}(\.[a-z0-9_]{1,48}){0,2}$`)

@@ -54,7 +54,11 @@ type Record struct {
 	Status      int      `json:"status"`
 	LatencyUS   int64    `json:"latency_us"`
 	Filters     []string `json:"filter_hits,omitempty"`
-	Detail      string   `json:"detail,omitempty"`
+	// TargetReason is the reason id the target compartment gave for its
+	// answer (purchasing's 401 purchasing.signature_required, say); set by
+	// the gate from the answer, reason-id shaped and clipped.
+	TargetReason string `json:"target_reason,omitempty"`
+	Detail       string `json:"detail,omitempty"`
 	// Count is how many calls the record stands for when the gate recorded
 	// them in aggregate (refusals over a caller's limits); 0 means one.
 	Count int `json:"count,omitempty"`
