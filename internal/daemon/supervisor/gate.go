@@ -33,6 +33,9 @@ import (
 // mounted), and after setup it confines itself further (gateagent
 // confineSelf).
 
+// syslogSocket is where the audit log forwards its records, if it exists.
+const syslogSocket = "/dev/log"
+
 // gateName is the gate agent's name as a sandbox (container id, cgroup,
 // image, status).
 const gateName = "gate"
@@ -130,6 +133,10 @@ func (s *Supervisor) gateSpec() (sandbox.Spec, gateagent.Config) {
 		ExtraFiles: s.gateListeners,
 		Stderr:     os.Stderr,
 		Mounts:     []sandbox.Mount{{Source: s.auditDir(), Writable: true}},
+	}
+	if fi, err := os.Stat(syslogSocket); err == nil && fi.Mode().Type() == fs.ModeSocket {
+		// Audit records go on to syslog (internal/auditlog).
+		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: syslogSocket})
 	}
 	gc := gateagent.Config{PolicyDir: s.policyDir(), AuditLog: filepath.Join(s.auditDir(), "audit.log"),
 		AuditQuota: s.cfg.AuditQuotaMB << 20}
