@@ -149,6 +149,17 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 	if err := confineSelf(log, cfg); err != nil {
 		return err
 	}
+	// Last: its own seccomp allowlist, as gVisor's gofer does after setup.
+	// Under runc the sandbox's allowlist is in force already and refuses
+	// seccomp(2); under runtime exec this is the only filter.
+	switch err := filterSelf(); {
+	case err != nil && seccompActive():
+		log.Info("gate agent keeps its sandbox's seccomp filter", "own_filter", err)
+	case err != nil:
+		log.Warn("gate agent runs without a seccomp filter", "error", err)
+	default:
+		log.Info("gate agent seccomp filter installed")
+	}
 	log.Info("gate agent ready", "compartments", len(cfg.Compartments), "scripts", len(set.Registry.Scripts))
 
 	hup := make(chan os.Signal, 1)
