@@ -17,16 +17,7 @@ import (
 // the supervisor's start-up check already requires it when confinement is
 // required.
 func confineSelf(log *slog.Logger, cfg Config) error {
-	r := landlock.Rules{ReadWrite: []string{filepath.Dir(cfg.AuditLog)}, ReadOnly: []string{"/dev/log"}}
-	if cfg.PolicyDir != "" {
-		// The active set is a symlink into versions/ beside it.
-		r.ReadOnly = append(r.ReadOnly, filepath.Dir(cfg.PolicyDir))
-	}
-	for _, c := range cfg.Compartments {
-		if c.PluginDir != "" {
-			r.ReadOnly = append(r.ReadOnly, c.PluginDir)
-		}
-	}
+	r := ConfineRules(cfg)
 	err := landlock.Restrict(r)
 	if errors.Is(err, landlock.ErrUnsupported) {
 		log.Warn("gate agent not confined by Landlock: the kernel lacks it", "error", err)
@@ -37,4 +28,20 @@ func confineSelf(log *slog.Logger, cfg Config) error {
 	}
 	log.Info("gate agent confined", "read_write", r.ReadWrite, "read_only", r.ReadOnly)
 	return nil
+}
+
+// ConfineRules are the Landlock rules the gate agent applies to itself
+// after setup (a probe of its confinement applies the same).
+func ConfineRules(cfg Config) landlock.Rules {
+	r := landlock.Rules{ReadWrite: []string{filepath.Dir(cfg.AuditLog)}, ReadOnly: []string{"/dev/log"}}
+	if cfg.PolicyDir != "" {
+		// The active set is a symlink into versions/ beside it.
+		r.ReadOnly = append(r.ReadOnly, filepath.Dir(cfg.PolicyDir))
+	}
+	for _, c := range cfg.Compartments {
+		if c.PluginDir != "" {
+			r.ReadOnly = append(r.ReadOnly, c.PluginDir)
+		}
+	}
+	return r
 }

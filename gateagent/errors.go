@@ -18,3 +18,6 @@ var (
 	// compartment (SO_PEERCRED names another uid).
 	ErrPluginPeer = errors.New("plugin peer refused")
 )
+
+// ErrSeccomp: the gate agent could not install its own seccomp filter.
+var ErrSeccomp = errors.New("gate agent seccomp filter")

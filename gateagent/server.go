@@ -41,7 +41,10 @@ type CompartmentConfig struct {
 	UID        int    `json:"uid"`
 	GID        int    `json:"gid"`
 	GateSocket string `json:"gate_socket"` // the listener that names this caller
-	PluginDir  string `json:"plugin_dir"`  // where the compartment's plugin socket appears
+	// GateFD, when set, is that listener already bound by the supervisor
+	// and inherited (the confined gate agent may not create or chown it).
+	GateFD    int    `json:"gate_fd,omitempty"`
+	PluginDir string `json:"plugin_dir"` // where the compartment's plugin socket appears
 }
 
 // Control is one message from the supervisor on the gate agent's stdin.
@@ -148,6 +151,17 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 	}
 	if err := confineSelf(log, cfg); err != nil {
 		return err
+	}
+	// Last: its own seccomp allowlist, as gVisor's gofer does after setup.
+	// Under runc the sandbox's allowlist is in force already and refuses
+	// seccomp(2); under runtime exec this is the only filter.
+	switch err := filterSelf(); {
+	case err != nil && seccompActive():
+		log.Info("gate agent keeps its sandbox's seccomp filter", "own_filter", err)
+	case err != nil:
+		log.Warn("gate agent runs without a seccomp filter", "error", err)
+	default:
+		log.Info("gate agent seccomp filter installed")
 	}
 	log.Info("gate agent ready", "compartments", len(cfg.Compartments), "scripts", len(set.Registry.Scripts))
 
@@ -329,7 +343,17 @@ func dropClient(pc *plugin.Client) {
 
 // listenGate opens the gate listener of one compartment: a unix socket only
 // that compartment's uid can reach, whose peers are checked by SO_PEERCRED.
+// An inherited listener (GateFD) is used as it is.
 func listenGate(c CompartmentConfig) (net.Listener, error) {
+	if c.GateFD > 0 {
+		f := os.NewFile(uintptr(c.GateFD), c.GateSocket)
+		l, err := net.FileListener(f)
+		f.Close() // FileListener holds its own duplicate
+		if err != nil {
+			return nil, fmt.Errorf("gate socket for %s: inherited fd %d: %w", c.Name, c.GateFD, err)
+		}
+		return &peerListener{Listener: l, uid: c.UID}, nil
+	}
 	if err := os.Remove(c.GateSocket); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("gate socket %s: %w", c.GateSocket, err)
 	}

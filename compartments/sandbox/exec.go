@@ -19,13 +19,14 @@ func (Exec) Name() string { return "exec" }
 func (Exec) Start(ctx context.Context, s Spec) (Process, error) {
 	cmd := exec.Command(s.Binary, s.Args...)
 	cmd.Env = s.Env
+	cmd.Stdin = s.Stdin
 	cmd.Stdout = s.Stdout
 	cmd.Stderr = s.Stderr
 	cmd.ExtraFiles = s.ExtraFiles
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	layers := []string{"process"}
 	if os.Geteuid() == 0 && s.UID != 0 {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: []uint32{}}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: append([]uint32{}, s.Groups...)}
 		layers = append(layers, "uid")
 	}
 	if err := cmd.Start(); err != nil {

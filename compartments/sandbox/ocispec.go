@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -52,6 +53,9 @@ func (s Spec) validate(rootHostID uint32) error {
 	case s.Limits.MemoryBytes < 0 || s.Limits.Pids < 0 || s.Limits.CPUPercent < 0:
 		return fmt.Errorf("%w: %s: negative limit", ErrInvalidSpec, s.Name)
 	}
+	if err := s.validatePeers(rootHostID); err != nil {
+		return err
+	}
 	switch s.Network.Mode {
 	case NetNone, NetLoopback, NetVeth:
 	default:
@@ -68,6 +72,37 @@ func (s Spec) validate(rootHostID uint32) error {
 		}
 	}
 	return nil
+}
+
+// validatePeers checks the ids mapped besides the program's own: none
+// privileged, reserved or mapped twice, and every supplementary group
+// mapped.
+func (s Spec) validatePeers(rootHostID uint32) error {
+	for _, ids := range [][]uint32{append([]uint32{s.UID}, s.PeerUIDs...), append([]uint32{s.GID}, s.PeerGIDs...)} {
+		seen := map[uint32]bool{}
+		for _, id := range ids {
+			if id == 0 || id == rootHostID || seen[id] {
+				return fmt.Errorf("%w: %s: peer id %d is privileged, reserved or mapped twice", ErrInvalidSpec, s.Name, id)
+			}
+			seen[id] = true
+		}
+	}
+	for _, g := range s.Groups {
+		if g != s.GID && !slices.Contains(s.PeerGIDs, g) {
+			return fmt.Errorf("%w: %s: group %d is not mapped (add it to PeerGIDs)", ErrInvalidSpec, s.Name, g)
+		}
+	}
+	return nil
+}
+
+// idMappings maps uid/gid 0 to the overflow id and the program's own and
+// its peers' ids to themselves.
+func idMappings(rootHostID, own uint32, peers []uint32) []specs.LinuxIDMapping {
+	m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: rootHostID, Size: 1}, {ContainerID: own, HostID: own, Size: 1}}
+	for _, id := range peers {
+		m = append(m, specs.LinuxIDMapping{ContainerID: id, HostID: id, Size: 1})
+	}
+	return m
 }
 
 // ociSpec turns a compartment Spec into the OCI runtime spec runc runs. It
@@ -130,7 +165,7 @@ func ociSpec(s Spec, o ociOptions) (*specs.Spec, error) {
 		Hostname: s.Name,
 		Root:     &specs.Root{Path: o.Rootfs, Readonly: true},
 		Process: &specs.Process{
-			User: specs.User{UID: s.UID, GID: s.GID, Umask: ptr(uint32(0o077))},
+			User: specs.User{UID: s.UID, GID: s.GID, AdditionalGids: s.Groups, Umask: ptr(uint32(0o077))},
 			Args: append([]string{images.BinaryPath(s.Name)}, s.Args...),
 			Env:  env,
 			Cwd:  "/",
@@ -151,15 +186,10 @@ func ociSpec(s Spec, o ociOptions) (*specs.Spec, error) {
 			// uid/gid 0 inside → the host's overflow id; Spec.UID/GID inside
 			// → the same ids on the host, so files the supervisor chowns
 			// to Spec.UID are the compartment's own, inside and out. Every
-			// other host id shows up as the overflow id and is "other".
-			UIDMappings: []specs.LinuxIDMapping{
-				{ContainerID: 0, HostID: o.RootHostID, Size: 1},
-				{ContainerID: s.UID, HostID: s.UID, Size: 1},
-			},
-			GIDMappings: []specs.LinuxIDMapping{
-				{ContainerID: 0, HostID: o.RootHostID, Size: 1},
-				{ContainerID: s.GID, HostID: s.GID, Size: 1},
-			},
+			// other host id shows up as the overflow id and is "other",
+			// but for the peers the spec names.
+			UIDMappings: idMappings(o.RootHostID, s.UID, s.PeerUIDs),
+			GIDMappings: idMappings(o.RootHostID, s.GID, s.PeerGIDs),
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.UserNamespace},
 				{Type: specs.PIDNamespace},

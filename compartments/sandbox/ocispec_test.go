@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"net/netip"
 	"os"
@@ -139,6 +140,40 @@ func TestSeccompDeniesDangerousSyscalls(t *testing.T) {
 		t.Run(n, func(t *testing.T) {
 			if allowed[n] {
 				t.Errorf("%s is allowed", n)
+			}
+		})
+	}
+}
+
+// TestOCISpecPeers: peer ids map to themselves and supplementary groups
+// are set; an unmapped group, a privileged or twice-mapped id is refused.
+func TestOCISpecPeers(t *testing.T) {
+	s := goldenSpec()
+	s.PeerUIDs, s.PeerGIDs, s.Groups = []uint32{3001, 3002}, []uint32{3001, 3002}, []uint32{3001, 3002}
+	sp, err := ociSpec(s, ociOptions{Rootfs: "/r", RootHostID: DefaultRootHostID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []uint32{3001, 3002} {
+		m := specs.LinuxIDMapping{ContainerID: id, HostID: id, Size: 1}
+		if !slices.Contains(sp.Linux.UIDMappings, m) || !slices.Contains(sp.Linux.GIDMappings, m) {
+			t.Errorf("id %d not mapped to itself: %v %v", id, sp.Linux.UIDMappings, sp.Linux.GIDMappings)
+		}
+	}
+	if !slices.Equal(sp.Process.User.AdditionalGids, []uint32{3001, 3002}) {
+		t.Errorf("additional gids %v", sp.Process.User.AdditionalGids)
+	}
+	for name, mod := range map[string]func(*Spec){
+		"unmapped group": func(s *Spec) { s.Groups = []uint32{4000} },
+		"root peer":      func(s *Spec) { s.PeerUIDs = []uint32{0} },
+		"overflow peer":  func(s *Spec) { s.PeerGIDs = []uint32{DefaultRootHostID} },
+		"own id twice":   func(s *Spec) { s.PeerUIDs = []uint32{s.UID} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad := goldenSpec()
+			mod(&bad)
+			if _, err := ociSpec(bad, ociOptions{Rootfs: "/r", RootHostID: DefaultRootHostID}); !errors.Is(err, ErrInvalidSpec) {
+				t.Errorf("got %v, want ErrInvalidSpec", err)
 			}
 		})
 	}

@@ -157,6 +157,7 @@ func (r *Runc) Start(ctx context.Context, s Spec) (_ Process, err error) {
 	// program writes straight into what we give here (go-plugin reads its
 	// handshake line from stdout). A non-*os.File writer gets a pipe that
 	// os/exec copies as data arrives, unbuffered.
+	cmd.Stdin = s.Stdin
 	cmd.Stdout = s.Stdout
 	p.stderrTail = &tail{max: 4096}
 	cmd.Stderr = p.stderrTail

@@ -61,19 +61,32 @@ type Limits struct {
 
 // Spec is everything a runtime needs to start one compartment.
 type Spec struct {
-	Name    string // compartment name, e.g. "purchasing"
-	Label   string // sensitivity label, for status and audit
-	Binary  string // host path of the compartment's static program
-	Args    []string
-	Env     []string
-	UID     uint32 // unprivileged ids the program runs as
-	GID     uint32
-	Mounts  []Mount
-	Network Network
-	Limits  Limits
+	Name   string // compartment name, e.g. "purchasing"
+	Label  string // sensitivity label, for status and audit
+	Binary string // host path of the compartment's static program
+	Args   []string
+	Env    []string
+	UID    uint32 // unprivileged ids the program runs as
+	GID    uint32
+	// Groups are supplementary groups of the program (the gate agent: each
+	// compartment's gid, which may reach that compartment's plugin socket).
+	Groups []uint32
+	// PeerUIDs and PeerGIDs are host ids that appear as themselves in the
+	// program's user namespace (every other id shows as the overflow id):
+	// what SO_PEERCRED reports of a peer running as one is its real id. The
+	// gate agent checks its callers' uids this way. Groups must be among
+	// PeerGIDs.
+	PeerUIDs []uint32
+	PeerGIDs []uint32
+	Mounts   []Mount
+	Network  Network
+	Limits   Limits
 	// ExtraFiles become fd 3, 4, ... in the compartment (for the outside
 	// compartment: the listening socket the supervisor bound).
 	ExtraFiles []*os.File
+	// Stdin is the program's standard input (the gate agent's control
+	// channel); nil: none.
+	Stdin io.Reader
 	// Stdout gets the program's standard output as it is written. An
 	// *os.File here may be closed by the caller as soon as Start returned
 	// (the supervisor does, to read EOF when the program is gone).

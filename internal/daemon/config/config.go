@@ -56,7 +56,10 @@ type Config struct {
 	AuditQuotaMB int64 `yaml:"audit_quota_mb"`
 	// GateLimits are each compartment's budget of calls through the gate
 	// (docs/OPERATIONS.md "Limits").
-	GateLimits   GateLimits   `yaml:"gate_limits"`
+	GateLimits GateLimits `yaml:"gate_limits"`
+	// Gate is the gate agent's own sandbox: the ids it runs as (not root,
+	// none of a compartment's) and its cgroup limits.
+	Gate         Gate         `yaml:"gate"`
 	Compartments Compartments `yaml:"compartments"`
 }
 
@@ -68,6 +71,15 @@ type GateLimits struct {
 	PerSecond      float64       `yaml:"per_second"`      // calls per second, sustained
 	Burst          int           `yaml:"burst"`           // calls at once above that rate
 	ReportInterval time.Duration `yaml:"report_interval"` // at most one refusal record per caller and reason per interval
+}
+
+// Gate is the gate agent's section.
+type Gate struct {
+	UID      int   `yaml:"uid"`
+	GID      int   `yaml:"gid"`
+	MemoryMB int64 `yaml:"memory_mb"`
+	Pids     int64 `yaml:"pids"`
+	CPU      int   `yaml:"cpu_percent"`
 }
 
 // Payment is how the payment compartment reaches the acquirer: only through
@@ -200,7 +212,9 @@ func Default() *Config {
 		Restart:           Restart{InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxCrashes: 5, Window: time.Minute},
 		Outside:           outside.DefaultConfig(),
 		GateLimits:        GateLimits{Concurrent: 128, PerSecond: 500, Burst: 1000, ReportInterval: 10 * time.Second},
-		Compartments:      DefaultCompartments(),
+		// Every call passes the gate: it gets the whole machine's CPU.
+		Gate:         Gate{UID: 64000, GID: 64000, MemoryMB: 512, Pids: 256, CPU: 200},
+		Compartments: DefaultCompartments(),
 	}
 }
 
@@ -338,13 +352,27 @@ func (c *Config) Validate() error {
 			return invalid(f, "memory_mb >= 16, pids >= 8 and cpu_percent >= 1 are required")
 		}
 	}
-	uids := map[int]string{}
+	g := c.Gate
+	if g.UID < uidRange[0] || g.UID >= uidRange[1] || g.GID < uidRange[0] || g.GID >= uidRange[1] {
+		return invalid("gate.uid", "uid %d / gid %d must be unprivileged (>= %d)", g.UID, g.GID, uidRange[0])
+	}
+	if g.MemoryMB < 64 || g.Pids < 32 || g.CPU < 10 {
+		return invalid("gate", "memory_mb >= 64, pids >= 32 and cpu_percent >= 10 are required")
+	}
+	uids, gids := map[int]string{g.UID: "the gate agent"}, map[int]string{g.GID: "the gate agent"}
 	for _, n := range names {
 		cc := c.Compartments[n]
 		if other, dup := uids[cc.UID]; dup {
 			return invalid("compartments."+n+".uid", "%d is also %s's; every compartment needs its own uid", cc.UID, other)
 		}
 		uids[cc.UID] = n
+		// The gate agent is in each compartment's group (to reach its
+		// plugin socket): a shared gid would open one compartment's
+		// socket to another.
+		if other, dup := gids[cc.GID]; dup {
+			return invalid("compartments."+n+".gid", "%d is also %s's; every compartment needs its own gid", cc.GID, other)
+		}
+		gids[cc.GID] = n
 	}
 	return nil
 }

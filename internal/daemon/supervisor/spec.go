@@ -31,6 +31,7 @@ func (s *Supervisor) spec(m *manifest.Manifest) (sandbox.Spec, error) {
 			protocol.Handshake.MagicCookieKey + "=" + protocol.Handshake.MagicCookieValue,
 			"PLUGIN_UNIX_SOCKET_DIR=" + s.pluginDir(name),
 			"PLUGIN_PROTOCOL_VERSIONS=1",
+			pluginSocketGroup(s.ids[name][1]),
 			protocol.EnvName + "=" + name,
 			protocol.EnvGateSocket + "=" + filepath.Join(s.gateDir(name), "gate.sock"),
 			protocol.EnvDataDir + "=" + s.dataDir(name),

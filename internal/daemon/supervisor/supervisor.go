@@ -1,12 +1,13 @@
 // Package supervisor is e2sgated's one job: build each compartment's
-// sandbox, start the gate agent and the compartments, tell the gate agent
+// sandbox and the gate agent's (gate.go), start them, tell the gate agent
 // where each compartment's plugin listens, restart what dies (with back-off,
 // giving up on a compartment that keeps crashing) and stop everything on
 // shutdown. It knows nothing about commerce.
 //
 //	supervisor                 gate agent                 compartment
-//	    | bind web listener        |                           |
-//	    |-- exec "gate", config -->| listen gate/<c>/gate.sock |
+//	    | bind web listener, gate/<c>/gate.sock               |
+//	    |-- runtime.Start(gate) -->| (own uid and sandbox)     |
+//	    |-- config, listener fds ->| serve gate/<c>/gate.sock  |
 //	    |-- runtime.Start(spec) ---------------------------->  | plugin.Serve
 //	    |<------------------- handshake line on stdout ------- |
 //	    |-- attach {c, addr, pid} ->| go-plugin reattach ------>|
@@ -30,7 +31,6 @@ import (
 	"maps"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -77,10 +77,12 @@ type CompartmentStatus struct {
 
 // Status is what the supervisor writes to <run_dir>/status.json.
 type Status struct {
-	URL          string                        `json:"url"`
-	Confinement  string                        `json:"confinement"`
-	Runc         string                        `json:"runc,omitempty"` // version of the pinned runc the sandboxes run
-	GatePid      int                           `json:"gate_pid"`
+	URL         string `json:"url"`
+	Confinement string `json:"confinement"`
+	Runc        string `json:"runc,omitempty"` // version of the pinned runc the sandboxes run
+	GatePid     int    `json:"gate_pid"`
+	// Gate is the gate agent's sandbox, reported like a compartment's.
+	Gate         *CompartmentStatus            `json:"gate,omitempty"`
 	Compartments map[string]*CompartmentStatus `json:"compartments"`
 	// WebCert is a world-readable copy of the web front's certificate for
 	// buyers to pin (curl --cacert, e2s buy -cacert), WebCertSHA256 its
@@ -91,15 +93,19 @@ type Status struct {
 
 // Supervisor runs the appliance described by one config.
 type Supervisor struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	rt      sandbox.Runtime
-	self    string // e2sgated, re-run as "e2sgated gate" for the gate agent
-	binDir  string
-	static  string
-	ids     map[string][2]int
-	web     *os.File
-	webAddr net.Addr
+	cfg    *config.Config
+	log    *slog.Logger
+	rt     sandbox.Runtime
+	self   string // e2sgated, re-run as "e2sgated gate" for the gate agent
+	binDir string
+	static string
+	ids    map[string][2]int
+	gateID [2]int // uid, gid of the gate agent
+	// gateListeners are the compartments' gate sockets, bound by the
+	// supervisor and handed to each gate agent it starts (gate.go).
+	gateListeners []*os.File
+	web           *os.File
+	webAddr       net.Addr
 
 	mu       sync.Mutex
 	gateIn   io.Writer // control pipe of the running gate agent, or nil
@@ -125,7 +131,12 @@ func New(cfg *config.Config, log *slog.Logger, rt sandbox.Runtime) (*Supervisor,
 	}
 	s := &Supervisor{cfg: cfg, log: log, rt: rt, self: self, binDir: bin,
 		ids: map[string][2]int{}, attached: map[string]gateagent.Attachment{},
-		status: Status{Confinement: cfg.Confinement, Compartments: map[string]*CompartmentStatus{}}}
+		gateID: [2]int{cfg.Gate.UID, cfg.Gate.GID},
+		status: Status{Confinement: cfg.Confinement, Compartments: map[string]*CompartmentStatus{},
+			Gate: &CompartmentStatus{State: Stopped, Label: gateName, Runtime: rt.Name()}}}
+	if os.Geteuid() != 0 {
+		s.gateID = [2]int{os.Getuid(), os.Getgid()}
+	}
 	for _, n := range manifest.Names() {
 		c := cfg.Compartments[n]
 		id := [2]int{c.UID, c.GID}
@@ -157,6 +168,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	if err := s.prepare(); err != nil {
+		return err
+	}
+	defer s.closeGateListeners()
+	if err := s.prepareGate(); err != nil {
 		return err
 	}
 	stopAdmin, err := s.startAdmin(ctx)
@@ -291,7 +306,13 @@ func (s *Supervisor) prepare() error {
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				return fmt.Errorf("prepare %s: %w", d, err)
 			}
-			if err := os.Chmod(d, 0o700); err != nil {
+			// The gate agent (in the compartment's group) may pass through
+			// the plugin directory to the socket; nothing else.
+			mode := fs.FileMode(0o700)
+			if d == s.pluginDir(n) {
+				mode = 0o710
+			}
+			if err := os.Chmod(d, mode); err != nil {
 				return err
 			}
 			if os.Geteuid() == 0 {
@@ -350,46 +371,53 @@ func (s *Supervisor) superviseGate(ctx context.Context, fail context.CancelCause
 			return
 		}
 		s.log.Error("gate agent died; restarting", "error", err, "backoff", backoff)
+		s.mu.Lock()
+		s.status.Gate.State = Backoff
+		s.status.Gate.Restarts++
+		s.mu.Unlock()
 		if !sleep(ctx, backoff) {
 			return
 		}
 	}
 }
 
+// runGate starts the gate agent in its sandbox (gate.go), tells it its
+// config, the running compartments and the queued events on its stdin, and
+// waits for it to exit; when ctx ends it closes the control channel, which
+// stops the gate agent.
 func (s *Supervisor) runGate(ctx context.Context) error {
-	gc := gateagent.Config{PolicyDir: s.policyDir(), AuditLog: filepath.Join(s.cfg.DataDir, "audit", "audit.log"),
-		AuditQuota: s.cfg.AuditQuotaMB << 20,
-		Limits: gateagent.Limits{Concurrent: s.cfg.GateLimits.Concurrent, PerSecond: s.cfg.GateLimits.PerSecond,
-			Burst: s.cfg.GateLimits.Burst, ReportInterval: s.cfg.GateLimits.ReportInterval}}
-	for _, n := range manifest.Names() {
-		c := s.cfg.Compartments[n]
-		gc.Compartments = append(gc.Compartments, gateagent.CompartmentConfig{
-			Name: n, Label: c.Label, UID: s.ids[n][0], GID: s.ids[n][1],
-			GateSocket: filepath.Join(s.gateDir(n), "gate.sock"),
-			PluginDir:  s.pluginDir(n),
-		})
-	}
+	spec, gc := s.gateSpec()
 	first, err := json.Marshal(gc)
 	if err != nil {
 		return err
 	}
-	// No Pdeathsig: it fires when the OS thread that started the child
-	// ends, not the process. The gate agent stops when its control pipe
-	// closes, which happens when the supervisor dies.
-	cmd := exec.Command(s.self, "gate")
-	cmd.Stderr = os.Stderr
-	acks, err := cmd.StdoutPipe()
+	if err := s.chownAudit(); err != nil {
+		return err
+	}
+	inR, in, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	go s.readAcks(acks)
-	in, err := cmd.StdinPipe()
+	acks, outW, err := os.Pipe()
 	if err != nil {
+		inR.Close()
+		in.Close()
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	spec.Stdin, spec.Stdout = inR, outW
+	p, err := s.rt.Start(ctx, spec)
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		in.Close()
+		acks.Close()
 		return fmt.Errorf("start gate agent: %w", err)
 	}
+	defer p.Close()
+	go func() {
+		defer acks.Close()
+		s.readAcks(acks)
+	}()
 	s.mu.Lock()
 	_, err = in.Write(append(first, '\n'))
 	for _, a := range s.attached {
@@ -403,14 +431,17 @@ func (s *Supervisor) runGate(ctx context.Context) error {
 		}
 	}
 	s.gateIn = in
-	s.status.GatePid = cmd.Process.Pid
+	s.status.GatePid = p.Pid()
+	s.status.Gate.State, s.status.Gate.Pid, s.status.Gate.Layers = Running, p.Pid(), p.Layers()
+	s.status.Gate.Since = time.Now().UTC().Format(time.RFC3339Nano)
 	s.mu.Unlock()
+	s.log.Info("gate agent running", "pid", p.Pid(), "uid", spec.UID, "layers", p.Layers())
 	s.writeStatus()
 	if err != nil {
-		cmd.Process.Kill()
+		p.Signal(syscall.SIGKILL)
 	}
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { done <- p.Wait() }()
 	select {
 	case err = <-done:
 	case <-ctx.Done():
@@ -421,13 +452,18 @@ func (s *Supervisor) runGate(ctx context.Context) error {
 		select {
 		case err = <-done:
 		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
+			p.Signal(syscall.SIGKILL)
 			err = <-done
 		}
 	}
 	s.mu.Lock()
 	s.gateIn = nil
+	s.status.GatePid = 0
+	s.status.Gate.State, s.status.Gate.Pid = Stopped, 0
+	s.status.Gate.Since = time.Now().UTC().Format(time.RFC3339Nano)
 	s.mu.Unlock()
+	in.Close()
+	s.writeStatus()
 	return err
 }
 
