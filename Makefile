@@ -74,5 +74,5 @@ image: build ## the appliance as a hardened VM disk image, bin/e2sgate.img (as r
 vm-test: image ## boot bin/e2sgate.img under QEMU (KVM where /dev/kvm exists) and test it from the host (loopback ports only)
 	E2SGATE_VM_IMAGE=$(abspath $(BIN)/e2sgate.img) $(GO) test -count=1 -v -timeout 40m ./images/vm/
 
-# make vm-test is not yet part of make test: the image built from this tree
-# does not yet serve (see images/vm and issue 10's note); run it by hand.
+# make vm-test is not yet part of make test: it has passed here only under
+# software emulation (this machine has no /dev/kvm); run it by hand.

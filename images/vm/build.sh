@@ -103,12 +103,11 @@ for p in e2sgated outside inside purchasing payment keyhandler acquirer backoffi
   install -m 0755 "$bin/$p" "$root/usr/lib/e2sgate/$p"
 done
 install -m 0755 "$bin/e2sctl" "$root/usr/bin/e2sctl"
-if [ -x "$bin/runc" ]; then
-  install -m 0755 "$bin/runc" "$root/usr/sbin/runc"
-  echo "runc: $bin/runc" >&2
-else
-  echo "runc: Debian's package ($("$root/usr/sbin/runc" --version | head -1)); no $bin/runc" >&2
-fi
+# e2sgated runs the runc pinned in go.mod that `make build` put beside it,
+# never one on PATH.
+[ -x "$bin/runc" ] || { echo "no $bin/runc: run make build first" >&2; exit 1; }
+install -m 0755 "$bin/runc" "$root/usr/lib/e2sgate/runc"
+echo "runc: $bin/runc ($("$bin/runc" --version | head -1))" >&2
 CGO_ENABLED=0 go build -trimpath -o "$root/usr/lib/e2sgate/login" "$here/login"
 ln -sfn /var/lib/e2sgate-seed/etc "$root/etc/e2sgate"
 # one account per role, fixed uids (the role book maps them, see firstboot)
