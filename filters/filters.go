@@ -87,8 +87,10 @@ func JSON(c *callpb.Call) *Denial {
 // for the outside (a redirect's Location is as much an answer as its body).
 func PANMask(r *callpb.Response) bool {
 	hit := false
-	if b, ok := maskPANs(r.GetBody()); ok {
-		r.Body, hit = b, true
+	if !opaque(r.GetHeaders()["Content-Type"]) {
+		if b, ok := maskPANs(r.GetBody()); ok {
+			r.Body, hit = b, true
+		}
 	}
 	for k, v := range r.GetHeaders() {
 		if b, ok := maskPANs([]byte(v)); ok {
@@ -96,6 +98,15 @@ func PANMask(r *callpb.Response) bool {
 		}
 	}
 	return hit
+}
+
+// opaque reports whether a body of this content type is a signed or
+// enveloped CMS document: changing a byte of it would break its signature
+// (or it is encrypted and shows no card number anyway), so its body is left
+// whole; its headers are still masked.
+func opaque(contentType string) bool {
+	ct := strings.ToLower(strings.TrimSpace(strings.SplitN(contentType, ";", 2)[0]))
+	return strings.HasPrefix(ct, "application/pkcs7-") || strings.HasPrefix(ct, "application/x-pkcs7-")
 }
 
 // A card number is 13 to 19 digits, grouped or not by a separator: a
@@ -119,6 +130,17 @@ func sepLen(b []byte, i int) int {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// inHex reports whether the digits b[start:end] sit inside a hex string (an
+// id, a fingerprint, a nonce): a hex letter touches them on either side.
+// Such digits are not a card number, and masking them would change ids
+// and break signatures over them.
+func inHex(b []byte, start, end int) bool {
+	hexLetter := func(i int) bool {
+		return i >= 0 && i < len(b) && ((b[i] >= 'a' && b[i] <= 'f') || (b[i] >= 'A' && b[i] <= 'F'))
+	}
+	return hexLetter(start-1) || hexLetter(end)
+}
 
 // maskPANs returns b with every card number masked, and whether it masked
 // one (b itself is not changed).
@@ -165,7 +187,7 @@ func maskPANs(b []byte) ([]byte, bool) {
 			for n = len(pos); n >= minPAN && !luhn(digits[:n]); n-- {
 			}
 		}
-		if n < minPAN {
+		if n < minPAN || inHex(b, i, pos[max(n, 1)-1]+1) {
 			i = g // not a card number from this group: try the next one
 			continue
 		}

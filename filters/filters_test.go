@@ -1,6 +1,7 @@
 package filters
 
 import (
+	"bytes"
 	"maps"
 	"testing"
 
@@ -64,6 +65,9 @@ func TestPANMask(t *testing.T) {
 		// and double spaces as separators.
 		{`ref_4111111111111111`, `ref_************1111`, true},
 		{`pan4111111111111111x`, `pan************1111x`, true},
+		// Digits inside a hex id or fingerprint are not a card number.
+		{`"offer_id":"ab4111111111111111cd"`, `"offer_id":"ab4111111111111111cd"`, false},
+		{`"fp":"4111111111111111e9"`, `"fp":"4111111111111111e9"`, false},
 		{`card 4111.1111.1111.1111.`, `card ************1111.`, true},
 		{`card 4111  1111  1111  1111`, `card ************1111`, true},
 		{`card 4111 - 1111`, `card 4111 - 1111`, false}, // " - " is no separator
@@ -106,5 +110,22 @@ func TestPANMaskHeaders(t *testing.T) {
 				t.Fatalf("got %v hit=%v, want %v hit=%v", r.Headers, hit, tt.want, tt.hit)
 			}
 		})
+	}
+}
+
+// TestPANMaskLeavesCMSWhole: a signed or enveloped document's body is never
+// changed (a masked byte would break its signature); its headers still are.
+func TestPANMaskLeavesCMSWhole(t *testing.T) {
+	body := []byte("\x30\x80 content 4111 1111 1111 1111 signed")
+	r := &callpb.Response{Status: 200, Body: append([]byte(nil), body...),
+		Headers: map[string]string{"Content-Type": "application/pkcs7-mime; smime-type=signed-data", "Location": "/x?pan=4111111111111111"}}
+	if !PANMask(r) {
+		t.Fatal("the header's card number was not masked")
+	}
+	if !bytes.Equal(r.Body, body) {
+		t.Fatalf("CMS body changed: %q", r.Body)
+	}
+	if r.Headers["Location"] != "/x?pan=************1111" {
+		t.Fatalf("Location = %q", r.Headers["Location"])
 	}
 }
