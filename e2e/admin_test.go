@@ -222,15 +222,6 @@ func TestAdminCommandAuthorizations(t *testing.T) {
 		{[]string{"role", "list"}, "roles.read", []string{"secadmin"}},
 		{[]string{"role", "assign", "61099", "auditor"}, "roles.write", []string{"secadmin"}},
 		{[]string{"role", "revoke", "61004", "auditor"}, "roles.write", []string{"secadmin"}},
-		{[]string{"key", "list"}, "keys.read", []string{"keyadmin"}},
-		{[]string{"key", "generate", "k2"}, "keys.manage", []string{"keyadmin"}},
-		{[]string{"key", "rotate", "k1"}, "keys.manage", []string{"keyadmin"}},
-		{[]string{"key", "import", "k3"}, "keys.manage", []string{"keyadmin"}},
-		{[]string{"key", "retire", "k1"}, "keys.manage", []string{"keyadmin"}},
-		{[]string{"key", "destroy", "k1"}, "keys.manage", []string{"keyadmin"}},
-		{[]string{"key", "export", "k1"}, "keys.manage", []string{"keyadmin"}},
-		{[]string{"content", "list"}, "content.read", []string{"contentmgr"}},
-		{[]string{"content", "upload", "x"}, "content.write", []string{"contentmgr"}},
 	}
 	denials := 0
 	for _, c := range commands {

@@ -35,15 +35,6 @@ command_authorizations := {
 	"role.list": "roles.read",
 	"role.assign": "roles.write",
 	"role.revoke": "roles.write",
-	"key.list": "keys.read",
-	"key.generate": "keys.manage",
-	"key.rotate": "keys.manage",
-	"key.import": "keys.manage",
-	"key.retire": "keys.manage",
-	"key.destroy": "keys.manage",
-	"key.export": "keys.manage",
-	"content.list": "content.read",
-	"content.upload": "content.write",
 }
 
 # What each role may do. No role holds another's authorizations: the
@@ -58,7 +49,7 @@ role_authorizations := {
 }
 
 # Sensitive acts need a proposal by one person and approval by another.
-two_person := {"policy.propose", "policy.rollback", "role.assign", "role.revoke", "key.destroy", "key.export"}
+two_person := {"policy.propose", "policy.rollback", "role.assign", "role.revoke"}
 
 account := object.get(data.e2sgate.accounts, format_int(input.uid, 10), {"name": "", "roles": []})
 

@@ -23,8 +23,6 @@ const usage = `usage: e2sctl [-socket PATH] [-json] COMMAND [ARGS]
   policy show|check DIR|propose DIR|rollback                              (secadmin)
   policy shadow DIR|shadow-report|shadow-stop  the candidate beside the active set on live calls
   role list | role assign|revoke UID ROLE [-name NAME]  (secadmin; NAME: a check of the uid's account name)
-  key list|generate|rotate|import|retire|destroy|export KEY               (keyadmin)
-  content list|upload                                                     (contentmgr)
   proposals | approve ID | reject ID    the two-person rule
 
 exit status: 0 done, 1 failed, 2 usage, 3 denied, 4 audit log not whole

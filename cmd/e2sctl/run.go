@@ -133,16 +133,6 @@ func (c *cli) dispatch(a []string) (int, error) {
 			return exitUsage, errUsage
 		}
 		return c.call(name, api.RoleArgs{UID: uid, Name: *nm, Role: r[1]})
-	case "key", "content":
-		name, r, err := sub()
-		if err != nil {
-			return exitUsage, err
-		}
-		args := map[string]string{}
-		if len(r) > 0 {
-			args["key"] = r[0]
-		}
-		return c.call(name, args)
 	}
 	return exitUsage, errUsage
 }

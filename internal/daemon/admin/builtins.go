@@ -160,7 +160,7 @@ func (s *Server) builtins() {
 			return nil, err
 		}
 		if s.cfg.Explain == nil {
-			return nil, ErrNotWired
+			return nil, fmt.Errorf("%w: the admin socket was started without the reasons catalogue", ErrBadRequest)
 		}
 		if x, ok := s.cfg.Explain.Explain(a.ID); ok {
 			return x, nil
@@ -177,23 +177,4 @@ func (s *Server) builtins() {
 		}
 		return nil, fmt.Errorf("%w: %q is neither a reason id nor the req_id of an audit record", ErrBadRequest, a.ID)
 	}}
-
-	// Merchant keys and catalogue content: authorised, two-person where
-	// required, audited; the services that carry them out (keyhandler,
-	// catalogue) do not take admin commands yet.
-	notWired := func(context.Context, Caller, json.RawMessage) (any, error) { return nil, ErrNotWired }
-	keyCheck := func(_ context.Context, _ Caller, args json.RawMessage) (string, error) {
-		a, err := decode[struct {
-			Key string `json:"key"`
-		}](args)
-		if err != nil || a.Key == "" {
-			return "", fmt.Errorf("%w: name the key", ErrBadRequest)
-		}
-		return "key " + a.Key, nil
-	}
-	for _, n := range []string{"key.list", "key.generate", "key.rotate", "key.import", "key.retire", "content.list", "content.upload"} {
-		s.cmds[n] = Command{Run: notWired}
-	}
-	s.cmds["key.destroy"] = Command{Run: notWired, Check: keyCheck}
-	s.cmds["key.export"] = Command{Run: notWired, Check: keyCheck}
 }

@@ -21,9 +21,6 @@ var (
 	ErrProposerLost = errors.New("the proposer no longer holds the authorization they proposed with")
 	// ErrBadRequest: the request or its arguments are malformed.
 	ErrBadRequest = errors.New("bad request")
-	// ErrNotWired: the command is authorised but the service that carries it
-	// out is not part of this build.
-	ErrNotWired = errors.New("not available in this build")
 	// ErrBadRoles: the role file is malformed.
 	ErrBadRoles = errors.New("bad role data")
 	// ErrSecondAccount: a person already holds roles under another uid.
