@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
 // The tests run the real program: the test binary re-executes itself as
@@ -539,10 +541,7 @@ func TestExchangeRefusals(t *testing.T) {
 
 // TestOpenSSLInterop: one protect/open in each direction with openssl 3.
 func TestOpenSSLInterop(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed")
-	}
+	openssl := testutil.Requires(t, "openssl")
 	alice, bob := world.alice, world.bob
 	dir := t.TempDir()
 	ossl := func(t *testing.T, p *party, args ...string) {
@@ -697,10 +696,10 @@ func setupSoftHSM(dir string) error {
 // it. A wrong PIN is refused.
 func TestPKCS11Token(t *testing.T) {
 	if !haveCgo {
-		t.Skip("the PKCS#11 backend needs cgo")
+		testutil.Missing(t, "cgo (the PKCS#11 backend needs it; make build builds e2s with cgo)")
 	}
 	if softhsmMissing != "" {
-		t.Skip(softhsmMissing)
+		testutil.Missing(t, softhsmMissing)
 	}
 	dir := t.TempDir()
 	tok, err := newParty(filepath.Join(dir, "tok"), "token-buyer", "ecdsa-p256",
@@ -734,10 +733,7 @@ func TestPKCS11Token(t *testing.T) {
 // TestKeystoreImport: a credential made elsewhere (here by openssl) is
 // imported from PKCS#12 and re-encrypted under the keystore password.
 func TestKeystoreImport(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed")
-	}
+	openssl := testutil.Requires(t, "openssl")
 	dir := t.TempDir()
 	key, cert, p12 := filepath.Join(dir, "k.pem"), filepath.Join(dir, "c.pem"), filepath.Join(dir, "in.p12")
 	for _, args := range [][]string{
