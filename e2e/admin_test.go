@@ -341,7 +341,7 @@ func TestPolicyLifecycle(t *testing.T) {
 		t.Fatalf("propose: exit %d\n%s", code, out)
 	}
 	id := m[1]
-	if code, out := a.ctl(uidSam, "approve", id); code != 1 || !strings.Contains(out, "adm.same_person") {
+	if code, out := a.ctl(uidSam, "approve", id); code != 3 || !strings.Contains(out, "adm.same_person") {
 		t.Fatalf("proposer approved: exit %d\n%s", code, out)
 	}
 	if code, out := a.ctl(uidAda, "approve", id); code != 3 || !strings.Contains(out, `needs authorization "policy.write"`) {
@@ -415,7 +415,7 @@ func TestPolicyLifecycle(t *testing.T) {
 	if c, _, _ := a.get("/cgi-bin/purchasing/catalogue"); c == 200 {
 		t.Fatal("rollback took effect before its approval")
 	}
-	if code, out := a.ctl(uidSue, "approve", rb[1]); code != 1 || !strings.Contains(out, "adm.same_person") {
+	if code, out := a.ctl(uidSue, "approve", rb[1]); code != 3 || !strings.Contains(out, "adm.same_person") {
 		t.Fatalf("proposer approved her rollback: exit %d\n%s", code, out)
 	}
 	if code, out := a.ctl(uidSam, "approve", rb[1]); code != 0 || !strings.Contains(out, `"active": 0`) {

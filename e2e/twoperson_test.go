@@ -173,7 +173,7 @@ func TestAdminSecondUIDTakeoverRefused(t *testing.T) {
 		t.Fatalf("revoke: exit %d\n%s", code, out)
 	}
 	code, out := a.ctl(uidSue, "approve", id)
-	if code != 1 || !strings.Contains(out, "[adm.proposer_lost]") || !strings.Contains(out, "uid:61001(e2ssam) no longer holds") {
+	if code != 3 || !strings.Contains(out, "[adm.proposer_lost]") || !strings.Contains(out, "uid:61001(e2ssam) no longer holds") {
 		t.Fatalf("approval of a former secadmin's proposal: exit %d\n%s", code, out)
 	}
 	if _, out := a.ctl(uidSue, "policy", "show"); !strings.Contains(out, `"active": 0`) {

@@ -251,7 +251,9 @@ func (c *cli) request(cmd string, args any) (*api.Response, int, error) {
 	if !resp.OK {
 		code := exitFail
 		switch resp.Reason {
-		case "adm.authorization_missing", "adm.no_role", "adm.unknown_command":
+		case "adm.authorization_missing", "adm.no_role", "adm.unknown_command",
+			"adm.same_person", "adm.proposer_lost":
+			// Refused for who is asking, not for the state of things.
 			code = exitDenied
 		}
 		return resp, code, fmt.Errorf("%s [%s]", resp.Error, resp.Reason)
