@@ -369,7 +369,8 @@ func puKill(t *testing.T, a *appliance, names ...string) {
 // step refused; kill -9 of the compartments mid-flow loses nothing.
 func TestPurchase(t *testing.T) {
 	acqConfig, startAcquirer := puAcquirer(t)
-	a := startAppliance(t, acqConfig)
+	// The test's own role book, so the auditor can explain records.
+	a := startAppliance(t, acqConfig+"policy_dir: "+policyDir(t, nil)+"\n")
 	startAcquirer(a)
 	mia, bob, eve := puNewIdentity(t, "Mia"), puNewIdentity(t, "Bob"), puNewIdentity(t, "Eve")
 	puEnrol(t, a, mia, bob)
@@ -534,11 +535,21 @@ func TestPurchase(t *testing.T) {
 		if resp, body := puDo(t, a, bobC, "POST", "/cgi-bin/purchasing/accept", "application/json", puAccept(acc, puPAN), nil); resp.StatusCode != 200 || !bytes.Equal(body, contract) {
 			t.Fatalf("second accept = %d", resp.StatusCode)
 		}
-		// Through the gate: purchasing → keyhandler/countersign, payment/authorize, inside/order.
+		// Through the gate: purchasing → keyhandler/countersign, payment/authorize, inside/order,
+		// each for Bob, whom purchasing proved; the acceptance's own record
+		// names him too, as purchasing reported, not as outside said.
+		bobUser := "buyer:" + bob.fp()
 		for _, script := range []string{"keyhandler/countersign", "payment/authorize", "payment/limits", "inside/order"} {
 			a.audited(func(r auditlog.Record) bool {
-				return r.Caller == "purchasing" && r.Script == script && r.Decision == "allow" && r.Status/100 == 2
+				return r.Caller == "purchasing" && r.Script == script && r.Decision == "allow" && r.Status/100 == 2 &&
+					(r.User == bobUser || script == "payment/limits")
 			})
+		}
+		acc201 := a.audited(func(r auditlog.Record) bool {
+			return r.Caller == "outside" && r.Script == "purchasing/accept" && r.Status == 201
+		})
+		if acc201.User != bobUser || acc201.ClaimedUser != "cert:"+bob.fp()[:16] {
+			t.Fatalf("acceptance's record: user %q claimed %q, want %q and outside's TLS hint", acc201.User, acc201.ClaimedUser, bobUser)
 		}
 		// The back office got the order.
 		if _, err := os.Stat(filepath.Join(a.dataDir(), "inside", "spool", "orders", doc.OfferID+".json")); err != nil {
@@ -748,6 +759,20 @@ func TestPurchase(t *testing.T) {
 			if rec.Caller != "outside" || rec.Status != 401 || rec.Script != tt.script || rec.TargetReason != "purchasing.signature_required" {
 				t.Errorf("audit record of the forged call: %+v", rec)
 			}
+			// Nobody was proven: the record's user is empty, outside's
+			// forgery is kept as what it is, a claim.
+			if rec.User != "" || rec.ClaimedUser != "cert:"+mia.fp()[:16] {
+				t.Errorf("forged call recorded for user %q (claimed %q)", rec.User, rec.ClaimedUser)
+			}
+			if i > 0 {
+				continue
+			}
+			code, explained := a.ctl(uidAda, "explain", rec.ReqID)
+			if code != 0 || !strings.Contains(explained, `"claimed_user": "cert:`+mia.fp()[:16]+`"`) || strings.Contains(explained, `"user":`) ||
+				!strings.Contains(explained, `"target_reason": "purchasing.signature_required"`) {
+				t.Errorf("e2sctl explain %s: exit %d\n%s", rec.ReqID, code, explained)
+			}
+			t.Logf("e2sctl explain %s:\n%s", rec.ReqID, explained)
 		}
 	})
 

@@ -64,6 +64,7 @@ type fakeGate struct {
 	kh     *keyhandler.Handler
 	mu     sync.Mutex
 	calls  []string
+	users  []string // each call's user, beside calls
 	limits map[string]map[string]any
 	auths  map[string]int // order id → authorisations
 	// authOrders counts authorise requests per order; failCountersign
@@ -78,6 +79,7 @@ func (g *fakeGate) Call(ctx context.Context, c *callpb.Call) (*callpb.Response, 
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.calls = append(g.calls, c.GetScript())
+	g.users = append(g.users, c.GetUser())
 	comp, script, _ := strings.Cut(c.GetScript(), "/")
 	var in map[string]any
 	json.Unmarshal(c.GetBody(), &in)
