@@ -207,8 +207,8 @@ func TestGateFloodPurchaseCompletes(t *testing.T) {
 	fmt.Fprintf(&md, "| during the flood | %v | %v | %d |\n", flooded.contract.Round(time.Millisecond), flooded.delivery.Round(time.Millisecond), flooded.tooMany)
 	fmt.Fprintf(&md, "| ratio | %.2f | %.2f | |\n", flooded.contract.Seconds()/quiet.contract.Seconds(), flooded.delivery.Seconds()/quiet.delivery.Seconds())
 	t.Log("\n" + md.String())
-	if err := os.MkdirAll(filepath.Join("..", "bin", "artifacts"), 0o755); err == nil {
-		os.WriteFile(filepath.Join("..", "bin", "artifacts", "flood.md"), []byte(md.String()), 0o644)
+	if err := os.WriteFile(filepath.Join(artifactDir(t), "flood.md"), []byte(md.String()), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
