@@ -352,6 +352,17 @@ func TestStorefrontBrowser(t *testing.T) {
 		return r.Script == "purchasing/ack" && r.Caller == "outside" && r.Decision == "allow" && r.Status == 200
 	})
 
+	// Sessions live in purchasing's memory: after its restart the page's
+	// next request is refused (401 purchasing.bad_session) and the page
+	// tells the buyer what to do — log in again — and that works.
+	puKill(t, a, "purchasing")
+	brRun(t, ctx, "a request in a session purchasing forgot",
+		chromedp.Click(`#refresh-order`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#login-status.bad`, chromedp.ByQuery))
+	brContains(t, "session ended", brText(t, ctx, "#login-status"), "your session has ended", "purchasing.bad_session", "log in again")
+	brAwait(t, ctx, "log in again", "#login-status", chromedp.Click(`#login`, chromedp.ByQuery))
+	brContains(t, "log-in again", brText(t, ctx, "#login-status"), "logged in as Bob (acme, buyer)")
+
 	// The purchasing manager reads the organisation's signed statement in
 	// the page: Bob's order, acknowledged, authorised and captured.
 	miaFile := filepath.Join(t.TempDir(), "mia.pem")
@@ -397,7 +408,8 @@ func TestStorefrontBrowser(t *testing.T) {
 	brRun(t, ctx, "log in before registration",
 		chromedp.Click(`#login`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#login-status.ok, #login-status.bad`, chromedp.ByQuery))
-	brContains(t, "log-in before registration", brText(t, ctx, "#login-status"), "log-in failed", "unknown_buyer")
+	brContains(t, "log-in before registration", brText(t, ctx, "#login-status"), "log-in failed", "unknown_buyer",
+		"ask your purchasing manager to register it")
 	if resp, body := puManagerChange(t, a, mia, map[string]any{"certificate": newCert, "name": "Carol", "role": "buyer",
 		"limit_cents": 50_000, "categories": []string{"documents"}}); resp.StatusCode != 200 {
 		t.Fatalf("the manager registers Carol = %d %s", resp.StatusCode, body)

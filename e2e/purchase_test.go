@@ -262,6 +262,16 @@ func puSign(id *puIdentity, method, path, query string, body []byte) map[string]
 	return map[string]string{api.HeaderSignature: sig, api.HeaderBuyer: id.fp(), api.HeaderTime: ts, api.HeaderNonce: nonce}
 }
 
+// puSignWith is puSign at a given time and with a given nonce.
+func puSignWith(id *puIdentity, method, path, query string, body []byte, at time.Time, nonce string) map[string]string {
+	ts := at.UTC().Format(time.RFC3339)
+	sig, err := cms.SignHeader(api.RequestToSign(method, path, query, body, ts, nonce, id.fp()), id.key, id.cert)
+	if err != nil {
+		panic(err)
+	}
+	return map[string]string{api.HeaderSignature: sig, api.HeaderBuyer: id.fp(), api.HeaderTime: ts, api.HeaderNonce: nonce}
+}
+
 func puNonce() []byte {
 	b := make([]byte, 16)
 	rand.Read(b)
@@ -369,7 +379,8 @@ func puKill(t *testing.T, a *appliance, names ...string) {
 // step refused; kill -9 of the compartments mid-flow loses nothing.
 func TestPurchase(t *testing.T) {
 	acqConfig, startAcquirer := puAcquirer(t)
-	a := startAppliance(t, acqConfig)
+	// The test's own role book, so the auditor can explain records.
+	a := startAppliance(t, acqConfig+"policy_dir: "+policyDir(t, nil)+"\n")
 	startAcquirer(a)
 	mia, bob, eve := puNewIdentity(t, "Mia"), puNewIdentity(t, "Bob"), puNewIdentity(t, "Eve")
 	puEnrol(t, a, mia, bob)
@@ -534,11 +545,21 @@ func TestPurchase(t *testing.T) {
 		if resp, body := puDo(t, a, bobC, "POST", "/cgi-bin/purchasing/accept", "application/json", puAccept(acc, puPAN), nil); resp.StatusCode != 200 || !bytes.Equal(body, contract) {
 			t.Fatalf("second accept = %d", resp.StatusCode)
 		}
-		// Through the gate: purchasing → keyhandler/countersign, payment/authorize, inside/order.
+		// Through the gate: purchasing → keyhandler/countersign, payment/authorize, inside/order,
+		// each for Bob, whom purchasing proved; the acceptance's own record
+		// names him too, as purchasing reported, not as outside said.
+		bobUser := "buyer:" + bob.fp()
 		for _, script := range []string{"keyhandler/countersign", "payment/authorize", "payment/limits", "inside/order"} {
 			a.audited(func(r auditlog.Record) bool {
-				return r.Caller == "purchasing" && r.Script == script && r.Decision == "allow" && r.Status/100 == 2
+				return r.Caller == "purchasing" && r.Script == script && r.Decision == "allow" && r.Status/100 == 2 &&
+					(r.User == bobUser || script == "payment/limits")
 			})
+		}
+		acc201 := a.audited(func(r auditlog.Record) bool {
+			return r.Caller == "outside" && r.Script == "purchasing/accept" && r.Status == 201
+		})
+		if acc201.User != bobUser || acc201.ClaimedUser != "cert:"+bob.fp()[:16] {
+			t.Fatalf("acceptance's record: user %q claimed %q, want %q and outside's TLS hint", acc201.User, acc201.ClaimedUser, bobUser)
 		}
 		// The back office got the order.
 		if _, err := os.Stat(filepath.Join(a.dataDir(), "inside", "spool", "orders", doc.OfferID+".json")); err != nil {
@@ -720,6 +741,67 @@ func TestPurchase(t *testing.T) {
 		}
 	})
 
+	// Bad credentials through the real web front and gate: each is 401 with
+	// a reason id (X-E2s-Reason, and in the body beside the error code) and a
+	// next step, audited with purchasing's reason id, and the change it
+	// carried is not made.
+	t.Run("bad credentials: 401, reason id, next step, audited, nothing changed", func(t *testing.T) {
+		const path = "/cgi-bin/purchasing/buyers"
+		bobNow := map[string]any{"fingerprint": bob.fp(), "name": "Bob", "limit_cents": 200_000, "categories": []string{"software", "documents"}}
+		change, _ := json.Marshal(map[string]any{"fingerprint": bob.fp(), "name": "Bob", "limit_cents": 1, "categories": []string{"documents"}})
+		// A nonce the merchant has answered: a no-op change signed with it.
+		used := hex.EncodeToString(puNonce())
+		noop, _ := json.Marshal(bobNow)
+		if resp, b := puDo(t, a, anon, "POST", path, "application/json", noop, puSignWith(mia, "POST", path, "", noop, time.Now(), used)); resp.StatusCode != 200 {
+			t.Fatalf("signed no-op change = %d %s", resp.StatusCode, b)
+		}
+		malformed := puSign(mia, "POST", path, "", change)
+		malformed[api.HeaderSignature] = "not a signature"
+		for _, tt := range []struct {
+			name, code, reason, next string
+			hdr                      map[string]string
+		}{
+			{"malformed signature", "bad_signature", "purchasing.bad_signature", "sign it again", malformed},
+			{"unknown key", "unknown_buyer", "purchasing.unknown_key", "ask your purchasing manager to register", puSign(eve, "POST", path, "", change)},
+			{"stale time", "stale_request", "purchasing.stale_request", "set your clock", puSignWith(mia, "POST", path, "", change, time.Now().Add(-time.Hour), hex.EncodeToString(puNonce()))},
+			{"reused nonce", "replayed", "purchasing.replayed", "sign it again with a new nonce", puSignWith(mia, "POST", path, "", change, time.Now(), used)},
+		} {
+			since := time.Now()
+			resp, b := puDo(t, a, anon, "POST", path, "application/json", change, tt.hdr)
+			var e api.Error
+			json.Unmarshal(b, &e)
+			if resp.StatusCode != 401 || e.Error != tt.code || e.Reason != tt.reason || resp.Header.Get("X-E2s-Reason") != tt.reason || !strings.Contains(e.Message, tt.next) {
+				t.Errorf("%s = %d %s %s, want 401 %s %s and %q", tt.name, resp.StatusCode, resp.Header.Get("X-E2s-Reason"), b, tt.code, tt.reason, tt.next)
+			}
+			rec := a.audited(func(r auditlog.Record) bool {
+				return r.Caller == "outside" && r.Script == "purchasing/buyers" && r.Status == 401 && !r.Time.Before(since.Add(-time.Second)) && r.TargetReason == tt.reason
+			})
+			if rec.User != "" {
+				t.Errorf("%s: recorded for %q, whom nothing proved", tt.name, rec.User)
+			}
+		}
+		// Nothing changed: Bob's limit is as it was.
+		resp, b := puDo(t, a, anon, "GET", path, "", nil, puSign(mia, "GET", path, "", nil))
+		var org struct {
+			Buyers []api.MemberView `json:"buyers"`
+		}
+		if resp.StatusCode != 200 || json.Unmarshal(b, &org) != nil {
+			t.Fatalf("buyers = %d %s", resp.StatusCode, b)
+		}
+		found := false
+		for _, m := range org.Buyers {
+			if m.Fingerprint == bob.fp() {
+				found = true
+				if m.LimitCents != 200_000 || len(m.Categories) != 2 {
+					t.Fatalf("a refused change was made: %+v", m)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("Bob is not among the buyers: %s", b)
+		}
+	})
+
 	// The attack of issue 16: a compromised outside calls the gate itself
 	// (its own gate socket, its uid) and puts the manager's certificate —
 	// public — into SSL_CLIENT_CERT, with a user to match, but has no key
@@ -748,6 +830,21 @@ func TestPurchase(t *testing.T) {
 			if rec.Caller != "outside" || rec.Status != 401 || rec.Script != tt.script || rec.TargetReason != "purchasing.signature_required" {
 				t.Errorf("audit record of the forged call: %+v", rec)
 			}
+			// Nobody was proven: the record's user is empty, outside's
+			// forgery is kept as what it is, a claim.
+			if rec.User != "" || rec.ClaimedUser != "cert:"+mia.fp()[:16] {
+				t.Errorf("forged call recorded for user %q (claimed %q)", rec.User, rec.ClaimedUser)
+			}
+			if i > 0 {
+				continue
+			}
+			code, explained := a.ctl(uidAda, "explain", rec.ReqID)
+			if code != 0 || !strings.Contains(explained, `"claimed_user": "cert:`+mia.fp()[:16]+`"`) || strings.Contains(explained, `"user":`) ||
+				!strings.Contains(explained, `"target_reason": "purchasing.signature_required"`) ||
+				!strings.Contains(explained, `"target_reason_text": "purchasing refused a call that needs a person`) {
+				t.Errorf("e2sctl explain %s: exit %d\n%s", rec.ReqID, code, explained)
+			}
+			t.Logf("e2sctl explain %s:\n%s", rec.ReqID, explained)
 		}
 	})
 

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,9 @@ type Agent struct {
 	labels map[string]string // compartment → label, from the supervisor's config
 	set    atomic.Pointer[PolicySet]
 	limits atomic.Pointer[limiter] // each caller's budget (limiter.go)
+	// provers are the compartments that may prove identity (their
+	// manifests' ProvesIdentity): only their word names a call's user.
+	provers map[string]bool
 
 	mu      sync.RWMutex
 	targets map[string]protocol.Compartment
@@ -55,6 +59,16 @@ func New(log *slog.Logger, audit Auditor, labels map[string]string, set *PolicyS
 	a.set.Store(set)
 	a.SetLimits(DefaultLimits)
 	return a
+}
+
+// ProveIdentity names the compartments whose word about a person the gate
+// takes (set before serving): their answers' protocol.ProvenUser and the
+// user of the calls they make. Every other caller's user is a claim.
+func (a *Agent) ProveIdentity(names ...string) {
+	a.provers = map[string]bool{}
+	for _, n := range names {
+		a.provers[n] = true
+	}
 }
 
 // SetLimits gives every caller a fresh budget under lim (zero fields take
@@ -119,7 +133,14 @@ func (a *Agent) Forward(ctx context.Context, caller string, call *callpb.Call) *
 	rec := auditlog.Record{Time: start.UTC(), ReqID: call.ReqId, CallerReqID: claimed, Caller: caller,
 		Script: clip(call.Script, maxScript), User: clip(call.User, maxUser)}
 	var resp *callpb.Response
-	if field := oversized(call); field != "" {
+	field := oversized(call)
+	if !a.provers[caller] {
+		// A caller that cannot prove who the person is only claims it: the
+		// claim is detail, the policy and the target see no user.
+		rec.User, rec.ClaimedUser = "", rec.User
+		call.User = ""
+	}
+	if field != "" {
 		rec.Detail = field
 		resp = deny(call, 400, "gate.field_too_long", "a field of the call is longer than the gateway accepts")
 	} else {
@@ -185,11 +206,20 @@ func (a *Agent) decideAndForward(ctx context.Context, call *callpb.Call, rec *au
 		}
 	}
 	// A compartment's reason is recorded when it is a reason id; it never
-	// crosses back to the caller.
+	// crosses back to the caller. Nor does the person it proved, which is
+	// the call's user if the target may prove identity.
 	if reasonID.MatchString(resp.Reason) {
 		rec.TargetReason = resp.Reason
 	}
 	resp.Reason = ""
+	for k, v := range resp.Headers {
+		if strings.EqualFold(k, protocol.ProvenUser) {
+			delete(resp.Headers, k)
+			if a.provers[reg.Target] && v != "" {
+				rec.User = clip(v, maxUser)
+			}
+		}
+	}
 	return resp
 }
 

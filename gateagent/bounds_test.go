@@ -58,7 +58,7 @@ func TestForwardBoundsCallerFields(t *testing.T) {
 				t.Fatalf("records %d, %v", len(recs), err)
 			}
 			r := recs[0]
-			if r.Reason != tt.reason || len(r.Script) > maxScript+len("…") || len(r.User) > maxUser+len("…") ||
+			if r.Reason != tt.reason || len(r.Script) > maxScript+len("…") || len(r.User) > maxUser+len("…") || len(r.ClaimedUser) > maxUser+len("…") ||
 				len(r.CallerReqID) > maxReqID+len("…") || len(r.Detail) > maxDetail+len("…") {
 				t.Fatalf("record %.300v", r)
 			}

@@ -36,7 +36,7 @@ func FuzzForward(f *testing.F) {
 			t.Fatalf("%d audit records for one call", len(recs)-before)
 		}
 		r := recs[len(recs)-1]
-		for _, s := range []string{r.Script, r.User, r.CallerReqID, r.Detail} {
+		for _, s := range []string{r.Script, r.User, r.ClaimedUser, r.CallerReqID, r.Detail} {
 			if len(s) > maxDetail+len("…") || !utf8.ValidString(s) {
 				t.Fatalf("audit field unbounded or not UTF-8: %q", s)
 			}

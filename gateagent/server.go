@@ -45,6 +45,9 @@ type CompartmentConfig struct {
 	// and inherited (the confined gate agent may not create or chown it).
 	GateFD    int    `json:"gate_fd,omitempty"`
 	PluginDir string `json:"plugin_dir"` // where the compartment's plugin socket appears
+	// ProvesIdentity: its manifest's; the gate takes its word about a
+	// person (Agent.ProveIdentity).
+	ProvesIdentity bool `json:"proves_identity,omitempty"`
 }
 
 // Control is one message from the supervisor on the gate agent's stdin.
@@ -106,10 +109,14 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 	names := make([]string, 0, len(cfg.Compartments))
 	labels := map[string]string{}
 	byName := map[string]CompartmentConfig{}
+	var provers []string
 	for _, c := range cfg.Compartments {
 		names = append(names, c.Name)
 		labels[c.Name] = c.Label
 		byName[c.Name] = c
+		if c.ProvesIdentity {
+			provers = append(provers, c.Name)
+		}
 	}
 	set, err := LoadPolicySet(ctx, cfg.PolicyDir, names)
 	if err != nil {
@@ -127,6 +134,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 	}
 	defer audit.Close()
 	agent = New(log, audit, labels, set)
+	agent.ProveIdentity(provers...)
 	agent.SetLimits(cfg.Limits)
 	defer agent.FlushLimits()
 	agentReady.Store(true)

@@ -5,7 +5,14 @@
 #   caller_label, target_label labels from the supervisor's config
 #   script, method
 #   registration              {callers, clearance, roles} of the script
-#   user                      {name, roles}
+#   user                      {name, roles}: the person the call is for, as
+#                             proven to the gate; name is "" when the caller
+#                             may not prove identity (outside: its user is
+#                             only a claim, kept as the record's
+#                             claimed_user) or proved none. A compartment
+#                             that checked a person's signature (manifest
+#                             ProvesIdentity: purchasing) names the person on
+#                             the calls it makes for them.
 #
 # Labels are compared with the builtin e2s.dominates(a, b), implemented once
 # in Go (compartments/label).
@@ -40,6 +47,13 @@ denials contains "pol.caller_clearance" if {
 # A target never receives data above its own label.
 denials contains "pol.target_clearance" if {
 	not e2s.dominates(input.target_label, input.registration.clearance)
+}
+
+# A script that requires roles is for a known person: without a proven
+# user there is no one to hold them (sorts before pol.role_missing).
+denials contains "pol.no_proven_user" if {
+	count(object.get(input.registration, "roles", [])) > 0
+	object.get(input, ["user", "name"], "") == ""
 }
 
 # Every role the registration requires must be held by the user.

@@ -61,7 +61,7 @@ test_target_never_receives_above_its_label if {
 
 test_missing_role_denied if {
 	reg := object.union(catalogue.registration, {"roles": ["buyer"]})
-	d := gate.decision with input as object.union(catalogue, {"registration": reg})
+	d := gate.decision with input as object.union(catalogue, {"registration": reg, "user": {"name": "buyer:00ff", "roles": []}})
 	not d.allow
 	d.reason == "pol.role_missing"
 }
@@ -163,4 +163,27 @@ test_purchasing_may_hand_order_to_inside if {
 		"target": "inside", "target_label": "confidential:internal", "script": "inside/order",
 	})
 	d.allow
+}
+
+# The user is the proven person (the gate clears outside's claim): a script
+# that requires roles refuses a call without one (test_missing_role_denied:
+# and one whose person lacks the role).
+test_roles_need_a_proven_user if {
+	reg := object.union(catalogue.registration, {"roles": ["buyer"]})
+	d := gate.decision with input as object.union(catalogue, {"registration": reg})
+	not d.allow
+	d.reason == "pol.no_proven_user"
+}
+
+test_roles_held_by_the_proven_user if {
+	reg := object.union(sign.registration, {"roles": ["buyer"]})
+	d := gate.decision with input as object.union(sign, {"registration": reg, "user": {"name": "buyer:00ff", "roles": ["buyer"]}})
+	d.allow
+}
+
+# A user alone changes nothing where no role is required.
+test_user_name_alone_grants_nothing if {
+	d := gate.decision with input as object.union(sign, {"caller": "outside", "caller_label": "restricted:web", "user": {"name": "buyer:00ff", "roles": []}})
+	not d.allow
+	d.reason == "pol.caller_clearance"
 }

@@ -92,6 +92,13 @@ type Manifest struct {
 	// Events are the audit events the compartment may report on its stdout
 	// ({"e2s_event": ...} lines); the supervisor relays no other.
 	Events []EventKind
+	// ProvesIdentity: the compartment checks a person's proof itself (a
+	// signature under a registered key) and may name the person to the
+	// gate — in its answers (protocol.ProvenUser) and as the user of the
+	// calls it makes for that person. Any other caller's user is only a
+	// claim: the gate records it as claimed_user and the policy sees no
+	// user.
+	ProvesIdentity bool
 }
 
 // EventKind is one kind of audit event a compartment reports, with the

@@ -167,8 +167,13 @@ func (h *Handler) verifyRequest(c *callpb.Call, s *session) (*Buyer, *callpb.Res
 		return nil, h.refuse(c, 503, "replay_guard_unavailable", reasonReplayUnavailable,
 			"the merchant cannot record signed requests now and refuses them; try again in a few minutes")
 	}
+	c.User = provenUser(b.Fingerprint) // Handle names the person to the gate
 	return b, nil
 }
+
+// provenUser is how purchasing names a person it proved, to the gate (the
+// audit record's user) and on the calls it makes for that person.
+func provenUser(fp string) string { return "buyer:" + fp }
 
 func viewOf(org string, m Member) MemberView {
 	return MemberView{Org: org, Fingerprint: m.Fingerprint, Name: m.Name, Role: m.Role, LimitCents: m.LimitCents, Categories: m.Categories, Revoked: m.Revoked}

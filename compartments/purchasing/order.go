@@ -58,6 +58,9 @@ func (h *Handler) callAs(ctx context.Context, reqID, script, ctype string, body 
 		method, ctype = "GET", ""
 	}
 	c := &callpb.Call{ReqId: reqID, Script: script, Method: method, Body: body, Meta: map[string]string{}}
+	if parent, ok := ctx.Value(callKey{}).(*callpb.Call); ok {
+		c.User = parent.GetUser() // the person proved for the call this one serves, if any
+	}
 	if ctype != "" {
 		c.Meta["CONTENT_TYPE"] = ctype
 	}
@@ -214,7 +217,7 @@ func (h *Handler) accept(ctx context.Context, c *callpb.Call) *callpb.Response {
 	}
 	// 7. Stored durably, sealed, before anyone hears of it.
 	o := &Order{OrderID: doc.OfferID, Created: now.UTC().Format(time.RFC3339Nano), Status: StatusAccepted,
-		User: "buyer:" + b.Fingerprint, Org: b.Org.ID, Buyer: b.Fingerprint, BuyerName: b.Name, Terms: doc.Terms,
+		User: provenUser(b.Fingerprint), Org: b.Org.ID, Buyer: b.Fingerprint, BuyerName: b.Name, Terms: doc.Terms,
 		Contract: contract, Authorization: auth, BackOffice: "pending", Priced: doc.Priced}
 	if err := h.db.put("order-"+o.OrderID, o); err != nil {
 		h.log.Error("store order", "req_id", c.GetReqId(), "error", err)

@@ -96,8 +96,29 @@ func New(log *slog.Logger, gate Caller, dataDir string) (*Handler, error) {
 	return h, nil
 }
 
-// Handle dispatches on the registered handler name.
+// Handle answers a call and names to the gate the person it proved: the
+// call's user arrives empty or as a caller's claim and is cleared;
+// verifyRequest sets it once a signature checks out. The calls made for
+// this call carry it (callAs), and the answer names it in
+// protocol.ProvenUser, which the gate records and removes.
 func (h *Handler) Handle(ctx context.Context, c *callpb.Call) (*callpb.Response, error) {
+	c.User = ""
+	resp, err := h.handle(context.WithValue(ctx, callKey{}, c), c)
+	if resp != nil && c.User != "" {
+		if resp.Headers == nil {
+			resp.Headers = map[string]string{}
+		}
+		resp.Headers[protocol.ProvenUser] = c.User
+	}
+	return resp, err
+}
+
+// callKey is the context key of the call being handled (callAs reads its
+// proven user).
+type callKey struct{}
+
+// handle dispatches on the registered handler name.
+func (h *Handler) handle(ctx context.Context, c *callpb.Call) (*callpb.Response, error) {
 	switch c.GetScript() {
 	case "catalogue":
 		return protocol.JSON(200, h.cat), nil

@@ -64,6 +64,7 @@ type fakeGate struct {
 	kh     *keyhandler.Handler
 	mu     sync.Mutex
 	calls  []string
+	users  []string // each call's user, beside calls
 	limits map[string]map[string]any
 	auths  map[string]int // order id → authorisations
 	// authOrders counts authorise requests per order; failCountersign
@@ -78,6 +79,7 @@ func (g *fakeGate) Call(ctx context.Context, c *callpb.Call) (*callpb.Response, 
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.calls = append(g.calls, c.GetScript())
+	g.users = append(g.users, c.GetUser())
 	comp, script, _ := strings.Cut(c.GetScript(), "/")
 	var in map[string]any
 	json.Unmarshal(c.GetBody(), &in)
@@ -686,6 +688,17 @@ func TestBadSignedRequests(t *testing.T) {
 			delete(m, "HTTP_E2S_NONCE")
 			return m
 		}, 401, "bad_signature", "purchasing.bad_signature"},
+		{"reused nonce", func() map[string]string {
+			// A request answered before under this nonce (another one,
+			// harmless), then the change signed anew with the same nonce.
+			seen := sigReq{id: &f.mia, method: "GET", script: "private", nonce: "reused-nonce-00000000001"}
+			if r := f.send(seen, f.meta(seen)); r.GetStatus() != 200 {
+				t.Fatalf("first use of the nonce = %d %s", r.GetStatus(), r.GetBody())
+			}
+			r := good()
+			r.nonce = seen.nonce
+			return f.meta(r)
+		}, 401, "replayed", "purchasing.replayed"},
 		{"unknown key", func() map[string]string {
 			return f.meta(sigReq{id: &f.eve, method: "POST", script: "buyers", body: revoke})
 		}, 401, "unknown_buyer", "purchasing.unknown_key"},

@@ -44,11 +44,18 @@ type Record struct {
 	ReqID string    `json:"req_id"` // set by the writer, never by a caller
 	// CallerReqID is the request id the caller sent, clipped: detail only
 	// (a compartment calling on behalf of a call passes that call's id).
-	CallerReqID string   `json:"caller_req_id,omitempty"`
-	Caller      string   `json:"caller"`
-	Target      string   `json:"target,omitempty"`
-	Script      string   `json:"script"`
-	User        string   `json:"user,omitempty"`
+	CallerReqID string `json:"caller_req_id,omitempty"`
+	Caller      string `json:"caller"`
+	Target      string `json:"target,omitempty"`
+	Script      string `json:"script"`
+	// User is the person the call was made for, as proven to the gate:
+	// reported by the compartment that checked the person's signature
+	// (protocol.ProvenUser), or set by a caller that may prove identity
+	// (its manifest's ProvesIdentity) on calls it makes for that person.
+	User string `json:"user,omitempty"`
+	// ClaimedUser is a user a caller that may not prove identity (outside)
+	// put in its call, clipped: detail only, never User or the policy's.
+	ClaimedUser string   `json:"claimed_user,omitempty"`
 	Decision    string   `json:"decision"` // "allow" or "deny"
 	Reason      string   `json:"reason"`
 	Status      int      `json:"status"`

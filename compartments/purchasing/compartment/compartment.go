@@ -15,5 +15,8 @@ func init() {
 		Network:    manifest.NetLoopback,
 		Code:       []string{"compartments/purchasing"},
 		MayNotLink: []string{"gateagent", "internal/daemon/supervisor", "compartments/sandbox"},
+		// It checks each buyer's request signature (auth.go) and names the
+		// buyer to the gate; the gate records that, not outside's word.
+		ProvesIdentity: true,
 	})
 }

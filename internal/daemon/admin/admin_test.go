@@ -438,3 +438,23 @@ func TestSocketRefusesUnknownUidsOnce(t *testing.T) {
 		t.Fatalf("after stop: %+v", recs)
 	}
 }
+
+// The explanation of a gate record whose target refused the call says what
+// the target's reason id means, beside the gate's own; the record shows
+// the proven user and what the caller claimed.
+func TestExplainRecordTargetReason(t *testing.T) {
+	e := &Explainer{Reasons: map[string]string{"pol.allowed": "allowed by the policy and every filter",
+		"purchasing.signature_required": "purchasing refused a call that needs a person but carried no signed request"}}
+	x := e.ExplainRecord(auditlog.Record{Caller: "outside", Script: "purchasing/private", Reason: "pol.allowed",
+		TargetReason: "purchasing.signature_required", Status: 401, ClaimedUser: "cert:0011"})
+	if x.Text != "allowed by the policy and every filter" || !strings.Contains(x.TargetText, "no signed request") ||
+		x.Record.User != "" || x.Record.ClaimedUser != "cert:0011" {
+		t.Fatalf("explanation %+v", x)
+	}
+	if x := e.ExplainRecord(auditlog.Record{Reason: "pol.allowed", TargetReason: "purchasing.made_up"}); x.TargetText != "unknown reason id" {
+		t.Fatalf("unknown target reason explained as %q", x.TargetText)
+	}
+	if x := e.ExplainRecord(auditlog.Record{Reason: "pol.allowed"}); x.TargetText != "" {
+		t.Fatalf("no target reason explained as %q", x.TargetText)
+	}
+}

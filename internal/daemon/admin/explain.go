@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -44,14 +45,17 @@ func LoadReasons(fsys fs.FS, files ...string) (map[string]string, error) {
 
 // Explanation is the answer of `e2sctl explain`.
 type Explanation struct {
-	Reason      string           `json:"reason"`
-	Text        string           `json:"text"`
-	Stage       string           `json:"stage"`
-	Rule        string           `json:"rule,omitempty"` // file:line and the Rego rule that yields the reason
-	Filter      string           `json:"filter,omitempty"`
-	Record      *auditlog.Record `json:"record,omitempty"`
-	CallerLabel string           `json:"caller_label,omitempty"`
-	TargetLabel string           `json:"target_label,omitempty"`
+	Reason string           `json:"reason"`
+	Text   string           `json:"text"`
+	Stage  string           `json:"stage"`
+	Rule   string           `json:"rule,omitempty"` // file:line and the Rego rule that yields the reason
+	Filter string           `json:"filter,omitempty"`
+	Record *auditlog.Record `json:"record,omitempty"`
+	// TargetText says what the target's reason id (the record's
+	// target_reason, e.g. purchasing's refusal of a credential) means.
+	TargetText  string `json:"target_reason_text,omitempty"`
+	CallerLabel string `json:"caller_label,omitempty"`
+	TargetLabel string `json:"target_label,omitempty"`
 }
 
 var stages = map[string]string{
@@ -88,6 +92,9 @@ func (e *Explainer) ExplainRecord(r auditlog.Record) Explanation {
 		x = Explanation{Reason: r.Reason, Text: "unknown reason id"}
 	}
 	x.Record = &r
+	if r.TargetReason != "" {
+		x.TargetText = cmp.Or(e.Reasons[r.TargetReason], "unknown reason id")
+	}
 	x.CallerLabel, x.TargetLabel = e.Labels[r.Caller], e.Labels[r.Target]
 	if len(r.Filters) > 0 && x.Filter == "" {
 		x.Filter = strings.Join(r.Filters, ", ") + " (response filters that acted)"

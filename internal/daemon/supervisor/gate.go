@@ -152,7 +152,8 @@ func (s *Supervisor) gateSpec() (sandbox.Spec, gateagent.Config) {
 		gc.Compartments = append(gc.Compartments, gateagent.CompartmentConfig{
 			Name: n, Label: c.Label, UID: s.ids[n][0], GID: s.ids[n][1],
 			GateSocket: s.gateSocket(n), GateFD: 3 + i,
-			PluginDir: s.pluginDir(n),
+			PluginDir:      s.pluginDir(n),
+			ProvesIdentity: manifest.Lookup(n).ProvesIdentity,
 		})
 		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: s.pluginDir(n)})
 		if cuid != uid {

@@ -61,6 +61,11 @@ func TestGateSpec(t *testing.T) {
 		if !slices.Contains(spec.PeerUIDs, uint32(c.UID)) || !slices.Contains(spec.Groups, uint32(c.GID)) {
 			t.Errorf("%s: uid %d not mapped or gid %d not a group: %v %v", c.Name, c.UID, c.GID, spec.PeerUIDs, spec.Groups)
 		}
+		// Only purchasing checks a person's proof; the gate takes only its
+		// word about who a call is for.
+		if c.ProvesIdentity != (c.Name == "purchasing") {
+			t.Errorf("%s: proves identity %v", c.Name, c.ProvesIdentity)
+		}
 	}
 	mounts := map[string]bool{} // source → writable
 	for _, m := range spec.Mounts {
