@@ -55,7 +55,12 @@ const floodClients = 4
 // logged (and written to bin/artifacts/flood.md), never asserted.
 func TestGateFloodPurchaseCompletes(t *testing.T) {
 	acqConfig, startAcquirer := puAcquirer(t)
-	a := startAppliance(t, acqConfig+"policy_dir: "+policyDir(t, nil)+"\n")
+	// Limits below the defaults (128 in flight, 500/s, burst 1000), so that
+	// the flood reaches them however slow the machine is: a rig on a
+	// loaded 2-core machine managed ~460 calls/s, under the default rate.
+	const limits = "gate_limits:\n  concurrent: 32\n  per_second: 100\n  burst: 200\n  report_interval: 10s\n"
+	const interval = 10 * time.Second
+	a := startAppliance(t, acqConfig+limits+"policy_dir: "+policyDir(t, nil)+"\n")
 	startAcquirer(a)
 	mia, bob := puNewIdentity(t, "Mia"), puNewIdentity(t, "Bob")
 	puEnrol(t, a, mia, bob)
@@ -113,6 +118,7 @@ func TestGateFloodPurchaseCompletes(t *testing.T) {
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
+	span := time.Since(floodStart) // from the first refusal to the last record
 	recs, err := auditlog.Read(a.auditLog())
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +145,12 @@ func TestGateFloodPurchaseCompletes(t *testing.T) {
 		t.Errorf("held connections: %d opened, %d still open at the end (dial: %d failed, %s)", rep.ConnsOpened, rep.ConnsHeld, rep.DialFailed, rep.DialError)
 	}
 	tooMany := refused["429 gate.rate_limited"] + refused["429 gate.too_many_calls"]
+	reasons := 0 // kinds of refusal over a limit, each recorded on its own
+	for _, k := range []string{"429 gate.rate_limited", "429 gate.too_many_calls"} {
+		if refused[k] > 0 {
+			reasons++
+		}
+	}
 	if tooMany == 0 {
 		t.Errorf("the flood never reached outside's limits: %v", rep.Answers)
 	}
@@ -178,9 +190,10 @@ func TestGateFloodPurchaseCompletes(t *testing.T) {
 	if want := tooMany + flooded.tooMany; aggregatedCalls != want {
 		t.Errorf("aggregated records count %d refused calls, want %d (the rig's %d and the buyer's %d)", aggregatedCalls, want, tooMany, flooded.tooMany)
 	}
-	// One aggregated record per caller, reason and report interval (10 s).
-	if bound := 2 * (int(floodFor/(10*time.Second)) + 2); aggregated > bound {
-		t.Errorf("%d aggregated records for %d refusals in %v, want at most %d", aggregated, aggregatedCalls, floodFor.Round(time.Second), bound)
+	// At most one aggregated record per caller, reason and report
+	// interval, and one more per reason when the gate agent stops.
+	if bound := max(reasons, 1) * (int(span/interval) + 2); aggregated > bound {
+		t.Errorf("%d aggregated records for %d refusals in %v, want at most %d", aggregated, aggregatedCalls, span.Round(time.Second), bound)
 	}
 
 	// The numbers, for the operator and the note.
@@ -191,6 +204,7 @@ func TestGateFloodPurchaseCompletes(t *testing.T) {
 	sort.Strings(keys)
 	var md strings.Builder
 	fmt.Fprintf(&md, "# Gate flood from outside's position (TestGateFloodPurchaseCompletes)\n\n")
+	fmt.Fprintf(&md, "Limits: %s\n\n", strings.ReplaceAll(strings.TrimSpace(strings.TrimPrefix(limits, "gate_limits:")), "\n  ", ", "))
 	fmt.Fprintf(&md, "Flood for %v: %d denied calls from 48 workers over %d connections; %d connections opened and held (%d still open at the end, %d closed by the gate), %d dials failed; 3 oversized calls.\n\n",
 		floodFor.Round(time.Millisecond), rep.Calls+floodClients, floodClients, rep.ConnsOpened, rep.ConnsHeld, rep.ConnsClosed, rep.DialFailed)
 	fmt.Fprintf(&md, "| answer to the rig | calls |\n| --- | --- |\n")

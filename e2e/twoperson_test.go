@@ -1,15 +1,7 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"math/big"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +11,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 )
@@ -187,14 +178,18 @@ func TestAdminSecondUIDTakeoverRefused(t *testing.T) {
 }
 
 // A candidate that writes the recorded user into its reasons reveals
-// nothing in a secadmin's shadow report.
+// nothing in a secadmin's shadow report. The recorded user is the buyer
+// purchasing proved (a signed request), so the calls are a buyer's reads
+// of the private catalogue.
 func TestPolicyShadowLeaksNoAuditData(t *testing.T) {
 	a := startAppliance(t, "policy_dir: "+policyDir(t, nil)+"\n")
+	mia, bob := puNewIdentity(t, "Mia"), puNewIdentity(t, "Bob")
+	puEnrol(t, a, mia, bob)
 	leaking := policyDir(t, map[string]func(string) string{"gate.rego": func(s string) string {
 		return s + `
 denials contains reason if {
-	input.script == "purchasing/catalogue"
-	startswith(input.user.name, "cert:")
+	input.script == "purchasing/private"
+	startswith(input.user.name, "buyer:")
 	reason := concat("", ["leak:", input.user.name])
 }
 `
@@ -205,16 +200,14 @@ denials contains reason if {
 	if code, out := a.ctl(uidSam, "policy", "shadow", leaking); code != 0 || !strings.Contains(out, `"user_input": false`) {
 		t.Fatalf("shadow: exit %d\n%s", code, out)
 	}
-	buyer := a.clientWithCert(t)
+	buyer := puClient(a, bob)
 	for range 3 {
-		resp, err := buyer.Get(a.URL + "/cgi-bin/purchasing/catalogue")
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("catalogue: %v %v", resp, err)
+		if resp, b := puDo(t, a, buyer, "GET", "/cgi-bin/purchasing/private", "", nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("private catalogue: %d %s", resp.StatusCode, b)
 		}
-		resp.Body.Close()
 	}
 	// The auditor sees who called: there is something to leak.
-	if _, out := a.ctl(uidAda, "audit", "search", "-script", "purchasing/catalogue"); strings.Count(out, `"user":"cert:`) != 3 {
+	if _, out := a.ctl(uidAda, "audit", "search", "-script", "purchasing/private"); strings.Count(out, `"user":"buyer:`+bob.fp()+`"`) != 3 {
 		t.Fatalf("the calls carry no user:\n%s", out)
 	}
 	var out string
@@ -222,33 +215,12 @@ denials contains reason if {
 		_, out = a.ctl(uidSue, "policy", "shadow-report")
 		return strings.Contains(out, `"calls": 3`)
 	})
-	if strings.Contains(out, "leak") || strings.Contains(out, "cert:") || !strings.Contains(out, `"disagreements": []`) {
+	if strings.Contains(out, "leak") || strings.Contains(out, "buyer:") || !strings.Contains(out, `"disagreements": []`) {
 		t.Fatalf("the shadow report leaks or disagrees:\n%s", out)
 	}
-	if code, out := a.ctl(uidSam, "policy", "shadow-stop"); code != 0 || strings.Contains(out, "leak") || strings.Contains(out, "cert:") {
+	if code, out := a.ctl(uidSam, "policy", "shadow-stop"); code != 0 || strings.Contains(out, "leak") || strings.Contains(out, "buyer:") {
 		t.Fatalf("shadow-stop: exit %d\n%s", code, out)
 	}
-}
-
-// clientWithCert is an Internet client that presents a (self-signed)
-// client certificate, so its calls are recorded with a user.
-func (a *appliance) clientWithCert(t *testing.T) *http.Client {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "buyer"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := a.httpClient()
-	tr := c.Transport.(*http.Transport)
-	tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}
-	return c
 }
 
 var buildFlood sync.Once
