@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,8 +34,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// benchEnv: the child loops this many denied calls (benchmark mode).
+const benchEnv = "E2S_SECCOMPNOTIFY_BENCH"
+
 func child(sock string) int {
 	runtime.LockOSThread() // the filter confines this thread only
+	if n := os.Getenv(benchEnv); n != "" {
+		return benchChild(sock, n)
+	}
 	ld := func(off uint32) unix.SockFilter {
 		return unix.SockFilter{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: off}
 	}
@@ -166,6 +173,79 @@ func TestAgentRefusesBadHandover(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// benchChild installs a filter failing acct(2) with EPERM in the kernel
+// (sock "errno") or through the agent at sock, then makes n denied calls.
+func benchChild(sock, count string) int {
+	n, _ := strconv.Atoi(count)
+	action := uint32(unix.SECCOMP_RET_USER_NOTIF)
+	flags := uintptr(unix.SECCOMP_FILTER_FLAG_NEW_LISTENER)
+	if sock == "errno" {
+		action, flags = unix.SECCOMP_RET_ERRNO|uint32(unix.EPERM), 0
+	}
+	f := []unix.SockFilter{{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_ACCT, Jt: 0, Jf: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: action}, {Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW}}
+	prog := unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}
+	unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+	fd, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&prog)))
+	if e != 0 {
+		fmt.Println("seccomp:", e)
+		return 1
+	}
+	if sock != "errno" {
+		st, _ := json.Marshal(specs.ContainerProcessState{Metadata: "bench"})
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			fmt.Println("dial:", err)
+			return 1
+		}
+		c.(*net.UnixConn).WriteMsgUnix(st, unix.UnixRights(int(fd)), nil)
+		c.Close()
+		unix.Close(int(fd))
+	}
+	t0 := time.Now()
+	for range n {
+		if _, _, e := unix.Syscall(unix.SYS_ACCT, 0, 0, 0); e != unix.EPERM {
+			fmt.Println("acct:", e)
+			return 1
+		}
+	}
+	fmt.Println(time.Since(t0).Nanoseconds()) // the loop alone, not the process start
+	return 0
+}
+
+// BenchmarkDenial: what one denied call costs the denied program, failed
+// in the kernel (the baseline) and answered by the agent (the profile's
+// way); the ratio is printed. Only denied calls pay it. The agent's rate
+// bound is not reached: b.N stays within Burst per run or is paced by it.
+func BenchmarkDenial(b *testing.B) {
+	run := func(b *testing.B, sock string) time.Duration {
+		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+sock, fmt.Sprint(benchEnv, "=", b.N))
+		b.StopTimer() // the child times its loop itself
+		out, err := cmd.CombinedOutput()
+		ns, perr := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+		if err != nil || perr != nil {
+			b.Fatalf("child: %v %s", err, out)
+		}
+		b.ReportMetric(float64(ns)/float64(b.N), "ns/denial")
+		return time.Duration(ns)
+	}
+	var base time.Duration
+	b.Run("errno", func(b *testing.B) { base = run(b, "errno") / time.Duration(b.N) })
+	b.Run("notify", func(b *testing.B) {
+		a, err := Listen(filepath.Join(b.TempDir(), "seccomp.sock"), func(Denial) {}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer a.Close()
+		per := run(b, a.Path()) / time.Duration(b.N)
+		if base > 0 {
+			b.ReportMetric(float64(per)/float64(base), "x_errno")
+		}
+	})
 }
 
 func TestSummary(t *testing.T) {
