@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -95,6 +96,59 @@ func TestApplianceKernelDenialsAudited(t *testing.T) {
 					strings.HasPrefix(r.Detail, tcp[c].detail) && strings.Contains(r.Detail, "denyprobe")
 			})
 		})
+	}
+}
+
+// TestApplianceSeccompFloodBounded: a compartment that makes 3000 denied
+// calls in a loop gets EPERM for each, the appliance keeps serving
+// meanwhile, and the audit log holds a handful of records for them whose
+// counts add up to 3000.
+func TestApplianceSeccompFloodBounded(t *testing.T) {
+	a := startAppliance(t, "")
+	const n = 3000
+	a.denyProbe(t, "purchasing", "") // builds the probe into the image
+	cmd := exec.Command(filepath.Join(binDir, "runc"), "--root", filepath.Join(a.runDir(), "runc"), "exec",
+		a.instance+"-purchasing", "/bin/denyprobe", "-flood", itoa(n))
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if resp, _ := a.do("GET", "/", "", nil); resp.StatusCode != 200 {
+			t.Errorf("GET / during the flood: %d", resp.StatusCode)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("flood probe: %v", err)
+	}
+	if strings.TrimSpace(out.String()) != fmt.Sprintf(`{"eperm":%d}`, n) {
+		t.Fatalf("flood probe: %s, want every call EPERM", out.String())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		recs, err := auditlog.Read(a.auditLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		records, total := 0, 0
+		for _, r := range recs {
+			if r.Caller == "purchasing" && r.Script == "kernel/seccomp" && strings.HasPrefix(r.Detail, "acct(") {
+				records++
+				total += r.Count
+			}
+		}
+		if total == n {
+			t.Logf("%d denials: %d records", n, records)
+			if records > 5 {
+				t.Errorf("%d records for one flood, want a handful (one per 10 s)", records)
+			}
+			return
+		}
+		if total > n || time.Now().After(deadline) {
+			t.Fatalf("records count %d denials in %d records, want %d", total, records, n)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -6,6 +6,8 @@
 // "ok" or the errno's name.
 //
 // Usage: denyprobe -other FILE
+//
+//	denyprobe -flood N   (N denied acct(2) calls; prints how many failed with EPERM)
 package main
 
 import (
@@ -24,7 +26,19 @@ import (
 
 func main() {
 	other := flag.String("other", "", "another compartment's data file (host path)")
+	flood := flag.Int("flood", 0, "make this many denied calls and print how many failed with EPERM")
 	flag.Parse()
+	if *flood > 0 {
+		eperm := 0
+		for range *flood {
+			if _, _, e := unix.Syscall(unix.SYS_ACCT, 0, 0, 0); e == unix.EPERM {
+				eperm++
+			}
+		}
+		b, _ := json.Marshal(map[string]int{"eperm": eperm})
+		os.Stdout.Write(append(b, '\n'))
+		return
+	}
 	out := map[string]string{}
 	if err := landlock.RestrictSelf(); err != nil {
 		out["landlock"] = err.Error()
