@@ -216,6 +216,9 @@ func (s *Stream) add(groups map[uint64]*group, typ uint16, text []byte, now time
 // finish maps a complete event to its compartment and reports its denials.
 func (s *Stream) finish(g *group, onDeny func(Denial)) {
 	if g.domain != nil && g.domain["status"] == "allocated" {
+		if len(s.domains) >= 4096 {
+			clear(s.domains) // bound; a forgotten domain maps by its task again
+		}
 		if name := s.task(g.domain); name != "" {
 			s.domains[g.domain["domain"]] = name
 		}
