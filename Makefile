@@ -40,6 +40,7 @@ bench: deps build ## benchmarks (installs what they need first: containerd), eac
 	$(GO) test -run '^$$' -bench FullPath -benchtime 2000x -timeout 10m ./e2e/
 	$(GO) test -run '^$$' -bench VersusOpenSSL -benchtime 5x ./internal/document/cms/
 	$(GO) test -run '^$$' -bench . -benchtime 15x ./compartments/sandbox/  # E2S_RUNC_BASELINE=/usr/sbin/runc: pinned runc vs that one
+	$(GO) test -run '^$$' -bench Denial -benchtime 1000x ./compartments/sandbox/seccompnotify/  # a seccomp denial answered by the supervisor vs failed in the kernel
 
 generate: ## regenerate protobuf (protoc) and bpf2go (clang) output; both are committed
 	$(GO) generate ./...
