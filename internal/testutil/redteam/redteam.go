@@ -103,6 +103,17 @@ func (w Want) Matches(compartment string, rec auditlog.Record) bool {
 		(w.Reason == "" || rec.Reason == w.Reason) && strings.Contains(rec.Detail, w.Detail)
 }
 
+// MatchesAggregate reports whether rec is an aggregate record (one that
+// stands for several denials, Count > 1) of w's kind and reason for
+// compartment. An aggregate's detail names only its last denial (the
+// supervisor aggregates a layer's denials by compartment and what was
+// denied: the syscall, the access right), so its detail is not matched; it
+// accounts for at most Count attacks.
+func (w Want) MatchesAggregate(compartment string, rec auditlog.Record) bool {
+	return w.ReqID == "" && rec.Count > 1 && rec.Caller == compartment && rec.Decision == "deny" &&
+		slices.Contains(w.Kinds, rec.Script) && (w.Reason == "" || rec.Reason == w.Reason)
+}
+
 // The audit kinds and reasons of the kernel layers (cmd/e2sgated/runtime.go
 // for cgroup BPF; seccomp and Landlock as the supervisor reports them).
 const (
