@@ -235,7 +235,7 @@ func (a *Agent) decide(ctx context.Context, call *callpb.Call, rec *auditlog.Rec
 func (a *Agent) Record(e Event) {
 	rec := auditlog.Record{Time: time.Now().UTC(), ReqID: newReqID(), Caller: clip(e.Compartment, maxScript),
 		Script: clip(e.Kind, maxScript), Decision: clip(e.Decision, maxMethod), Reason: clip(e.Reason, maxScript),
-		Detail: clip(e.Detail, maxDetail), Event: cmp.Or(clip(e.Origin, maxMethod), "supervisor")}
+		Detail: clip(e.Detail, maxDetail), Event: cmp.Or(clip(e.Origin, maxMethod), "supervisor"), Count: max(e.Count, 0)}
 	if err := a.audit.Append(rec); err != nil {
 		a.log.Error("audit log unwritable", "compartment", e.Compartment, "event", e.Kind, "error", err)
 	}

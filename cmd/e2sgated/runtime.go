@@ -55,20 +55,27 @@ func runtimeFor(cfg *config.Config, log *slog.Logger, audit func(gateagent.Event
 		onDeny := func(e bpfguard.Event) {
 			audit(gateagent.Event{Compartment: e.Compartment, Kind: "kernel/" + string(e.Kind), Decision: "deny", Reason: e.Reason(), Detail: e.String()})
 		}
+		kd, err := startKernelDenials(cfg, log, audit)
+		if err != nil {
+			host.Close()
+			return nil, nil, err
+		}
 		r := &sandbox.Runc{
-			Binary:       runc,
-			CgroupParent: cfg.Instance,
-			IDPrefix:     cfg.Instance + "-",
-			StateDir:     cfg.RunDir,
-			ImageDir:     filepath.Join(cfg.RunDir, "images"),
-			Net:          netattach.New(host, onDeny, log),
-			Log:          log,
+			Binary:          runc,
+			CgroupParent:    cfg.Instance,
+			IDPrefix:        cfg.Instance + "-",
+			StateDir:        cfg.RunDir,
+			ImageDir:        filepath.Join(cfg.RunDir, "images"),
+			Net:             netattach.New(host, onDeny, log),
+			SeccompListener: kd.seccompListener(),
+			DenialReports:   kd.reports,
+			Log:             log,
 		}
 		if cfg.Runtime == "runc" {
-			return r, host.Close, nil
+			return r, func() error { return errors.Join(host.Close(), kd.close()) }, nil
 		}
 		c := &sandbox.Containerd{Runc: *r, Address: cfg.ContainerdAddress, Namespace: cfg.Instance}
-		return viaContainerd{c: c, runc: r, log: log}, func() error { return errors.Join(c.Close(), host.Close()) }, nil
+		return viaContainerd{c: c, runc: r, log: log}, func() error { return errors.Join(c.Close(), host.Close(), kd.close()) }, nil
 	}
 	return nil, nil, fmt.Errorf("runtime %q is not built into this e2sgated", cfg.Runtime)
 }

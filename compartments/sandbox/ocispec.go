@@ -39,6 +39,9 @@ type ociOptions struct {
 	// NoSwapLimit: the host's v1 memory controller has no swap accounting
 	// (no memory.memsw.*), where runc would fail to set memory+swap.
 	NoSwapLimit bool
+	// SeccompListener is the supervisor's seccomp agent socket; "" leaves
+	// every denial to the kernel's silent EPERM.
+	SeccompListener string
 }
 
 // validate checks what every runtime that confines needs from a Spec.
@@ -206,7 +209,7 @@ func ociSpec(s Spec, o ociOptions) (*specs.Spec, error) {
 				Pids:    &specs.LinuxPids{Limit: &pids},
 				CPU:     &specs.LinuxCPU{Quota: &quota, Period: &period},
 			},
-			Seccomp:           seccompProfile(),
+			Seccomp:           seccompProfile(o.SeccompListener, s.Name),
 			RootfsPropagation: "rprivate",
 			MaskedPaths: []string{
 				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",

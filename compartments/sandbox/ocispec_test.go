@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -117,15 +118,27 @@ func TestOCISpecInvariants(t *testing.T) {
 	}
 }
 
-// TestSeccompDeniesDangerousSyscalls: none of these is on the allowlist.
+// TestSeccompDeniesDangerousSyscalls: none of these is on the allowlist,
+// and with the supervisor's listener each goes to it (to be audited), but
+// clone3 (ENOSYS, probed by every Go program).
 func TestSeccompDeniesDangerousSyscalls(t *testing.T) {
-	allowed := map[string]bool{}
-	for _, sc := range seccompProfile().Syscalls {
-		if sc.Action == specs.ActAllow {
-			for _, n := range sc.Names {
+	allowed, notified := map[string]bool{}, map[string]bool{}
+	p := seccompProfile("/run/e2sgate/seccomp.sock", "purchasing")
+	if p.ListenerPath != "/run/e2sgate/seccomp.sock" || p.ListenerMetadata != "purchasing" || *p.DefaultErrnoRet != uint(unix.EPERM) {
+		t.Fatalf("listener %q metadata %q default errno %d", p.ListenerPath, p.ListenerMetadata, *p.DefaultErrnoRet)
+	}
+	for _, sc := range p.Syscalls {
+		for _, n := range sc.Names {
+			switch {
+			case sc.Action == specs.ActAllow:
 				allowed[n] = true
+			case sc.Action == specs.ActNotify && len(sc.Args) == 0:
+				notified[n] = true
 			}
 		}
+	}
+	if silent := seccompProfile("", "purchasing"); silent.ListenerPath != "" || len(silent.Syscalls) >= len(p.Syscalls) {
+		t.Errorf("without a listener the profile has %d rules (listener %q), with one %d", len(silent.Syscalls), silent.ListenerPath, len(p.Syscalls))
 	}
 	for _, n := range []string{
 		"mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "ptrace",
@@ -140,6 +153,9 @@ func TestSeccompDeniesDangerousSyscalls(t *testing.T) {
 		t.Run(n, func(t *testing.T) {
 			if allowed[n] {
 				t.Errorf("%s is allowed", n)
+			}
+			if n != "clone3" && !notified[n] {
+				t.Errorf("%s is not sent to the listener", n)
 			}
 		})
 	}

@@ -87,7 +87,7 @@ func (pp *prepared) setup(ctx context.Context) (err error) {
 		}
 	}
 
-	pp.oci, err = ociSpec(s, ociOptions{Rootfs: rootfs, NetnsPath: pp.paths.netns, CgroupsPath: pp.paths.cgroups, RootHostID: r.rootHostID(), NoSwapLimit: noSwapAccounting(mounts)})
+	pp.oci, err = ociSpec(s, ociOptions{Rootfs: rootfs, NetnsPath: pp.paths.netns, CgroupsPath: pp.paths.cgroups, RootHostID: r.rootHostID(), NoSwapLimit: noSwapAccounting(mounts), SeccompListener: r.SeccompListener})
 	if err != nil {
 		return err
 	}
@@ -128,6 +128,7 @@ func (pp *prepared) layers() []string {
 	l := []string{"userns", "pidns", "mntns", "ipcns", "utsns", "netns", "cgroupns",
 		"uid:" + fmt.Sprint(pp.spec.UID), "readonly-root", "no-caps", "no-new-privs",
 		"seccomp", "cgroup-limits", "landlock-rules", "net:" + string(pp.spec.Network.Mode)}
+	l = append(l, pp.cfg.DenialReports...)
 	if pp.attached {
 		if la, ok := pp.cfg.Net.(interface{ Layers() []string }); ok {
 			l = append(l, la.Layers()...)

@@ -70,7 +70,15 @@ type Runc struct {
 	// Net builds veth/nftables/BPF; nil means loopback-only and no-network
 	// compartments only (NetVeth is refused).
 	Net NetAttacher
-	Log *slog.Logger
+	// SeccompListener is the socket of the supervisor's seccompnotify
+	// agent: the profile then hands its denials to it. Empty: denials are
+	// the kernel's silent EPERM.
+	SeccompListener string
+	// DenialReports are added to each compartment's layers: which kernel
+	// layers' denials reach the audit log ("audit:seccomp") or not
+	// ("unaudited:landlock").
+	DenialReports []string
+	Log           *slog.Logger
 }
 
 func (r *Runc) Name() string { return "runc" }

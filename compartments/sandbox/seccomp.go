@@ -5,6 +5,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/e2sgate/e2sgate/compartments/sandbox/seccompnotify"
 )
 
 // The seccomp allowlist every compartment runs under. Default action: fail
@@ -83,7 +85,17 @@ const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC 
 	unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET |
 	unix.CLONE_NEWCGROUP | unix.CLONE_NEWTIME
 
-func seccompProfile() *specs.LinuxSeccomp {
+// seccompProfile is the allowlist above. With a listener (the supervisor's
+// seccompnotify.Agent), what it denies by name, the socket families and
+// types it refuses and clone with namespace flags go to the listener,
+// which fails them with the same EPERM and audits them (runc cannot make
+// the default action a notification). Left to the kernel's silent EPERM or
+// ENOSYS, each by a documented rule (docs/ARCHITECTURE.md, "Kernel-layer
+// denials"): clone3 (ENOSYS: the Go runtime and libc probe it at every
+// thread start), socket with a protocol other than 0/TCP/UDP (Go's
+// listeners probe MPTCP first), and ioctl and prctl requests outside the
+// lists below.
+func seccompProfile(listener, compartment string) *specs.LinuxSeccomp {
 	eperm := uint(unix.EPERM)
 	enosys := uint(unix.ENOSYS)
 	sc := []specs.LinuxSyscall{{Names: allowedSyscalls, Action: specs.ActAllow}}
@@ -118,12 +130,54 @@ func seccompProfile() *specs.LinuxSeccomp {
 		sc = append(sc, specs.LinuxSyscall{Names: []string{"prctl"}, Action: specs.ActAllow,
 			Args: []specs.LinuxSeccompArg{{Index: 0, Value: opt, Op: specs.OpEqualTo}}})
 	}
-	return &specs.LinuxSeccomp{
+	p := &specs.LinuxSeccomp{
 		DefaultAction:   specs.ActErrno,
 		DefaultErrnoRet: &eperm,
 		Architectures:   seccompArches(),
 		Syscalls:        sc,
 	}
+	if listener != "" {
+		p.ListenerPath, p.ListenerMetadata = listener, compartment
+		p.Syscalls = append(p.Syscalls, notifyRules()...)
+	}
+	return p
+}
+
+// notifyRules send the profile's denials to the listener: every syscall
+// name of the arch that no rule above names, the socket families and the
+// AF_INET/AF_INET6 socket types the allow rules leave out, and clone with
+// a namespace flag.
+func notifyRules() []specs.LinuxSyscall {
+	named := map[string]bool{"socket": true, "clone": true, "clone3": true, "ioctl": true, "prctl": true}
+	for _, n := range allowedSyscalls {
+		named[n] = true
+	}
+	var denied []string
+	for _, n := range seccompnotify.Names() {
+		if !named[n] {
+			denied = append(denied, n)
+		}
+	}
+	rules := []specs.LinuxSyscall{{Names: denied, Action: specs.ActNotify}}
+	for family := uint64(0); family < unix.AF_MAX; family++ {
+		if family != unix.AF_UNIX && family != unix.AF_INET && family != unix.AF_INET6 {
+			rules = append(rules, specs.LinuxSyscall{Names: []string{"socket"}, Action: specs.ActNotify,
+				Args: []specs.LinuxSeccompArg{{Index: 0, Value: family, Op: specs.OpEqualTo}}})
+		}
+	}
+	for _, family := range []uint64{unix.AF_INET, unix.AF_INET6} {
+		for _, typ := range []uint64{unix.SOCK_RAW, unix.SOCK_RDM, unix.SOCK_SEQPACKET, unix.SOCK_DCCP, unix.SOCK_PACKET} {
+			rules = append(rules, specs.LinuxSyscall{Names: []string{"socket"}, Action: specs.ActNotify,
+				Args: []specs.LinuxSeccompArg{{Index: 0, Value: family, Op: specs.OpEqualTo},
+					{Index: 1, Value: 0xf, ValueTwo: typ, Op: specs.OpMaskedEqual}}})
+		}
+	}
+	for _, flag := range []uint64{unix.CLONE_NEWNS, unix.CLONE_NEWUTS, unix.CLONE_NEWIPC, unix.CLONE_NEWUSER,
+		unix.CLONE_NEWPID, unix.CLONE_NEWNET, unix.CLONE_NEWCGROUP, unix.CLONE_NEWTIME} {
+		rules = append(rules, specs.LinuxSyscall{Names: []string{"clone"}, Action: specs.ActNotify,
+			Args: []specs.LinuxSeccompArg{{Index: 0, Value: flag, ValueTwo: flag, Op: specs.OpMaskedEqual}}})
+	}
+	return rules
 }
 
 func seccompArches() []specs.Arch {

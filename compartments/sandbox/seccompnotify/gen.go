@@ -1,0 +1,3 @@
+package seccompnotify
+
+//go:generate go run gen_syscalls.go
