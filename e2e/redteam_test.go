@@ -141,7 +141,7 @@ func TestRedTeam(t *testing.T) {
 				if r.res.OK {
 					t.Errorf("attack %s from %s SUCCEEDED: %s", r.res.Name, party, strings.Join(r.res.Steps, "; "))
 				}
-				if why, ok := redteamUnreportable[party+"/"+r.res.Name]; ok && r.rec == nil {
+				if why, ok := unreportable(party, r.res.Name); ok && r.rec == nil {
 					if r.res.Errno != why.errno {
 						t.Errorf("attack %s from %s: %s, want %s (%s)", r.res.Name, party, r.outcome(), why.errno, why.why)
 					}
@@ -173,6 +173,16 @@ func TestRedTeam(t *testing.T) {
 var redteamUnreportable = map[string]struct{ errno, why string }{
 	"gate/read-admin-log":   {"EACCES", "admin.log is root's, mode 0600, in the audit directory the gate agent may read and write: only file ownership refuses it, which no layer reports"},
 	"gate/remove-admin-log": {"EPERM", "the audit directory is sticky (1770) and admin.log root's: only file ownership refuses the unlink, which no layer reports"},
+	"*/socket-mptcp":        {"EPERM", "an IPPROTO_MPTCP socket is refused silently by a documented seccomp rule: Go's listeners ask for one first and fall back to TCP (docs/ARCHITECTURE.md, Kernel-layer denials)"},
+}
+
+// unreportable is party's entry in redteamUnreportable for attack, if any.
+func unreportable(party, attack string) (struct{ errno, why string }, bool) {
+	if why, ok := redteamUnreportable[party+"/"+attack]; ok {
+		return why, true
+	}
+	why, ok := redteamUnreportable["*/"+attack]
+	return why, ok
 }
 
 // cell is one attack from one party: the probe's result and the audit
@@ -315,7 +325,7 @@ func (a *appliance) matchAudit(t *testing.T, from uint64, cells map[string][]cel
 			}
 			for _, aggregate := range []bool{false, true} {
 				for i := range cs {
-					if _, ok := redteamUnreportable[party+"/"+cs[i].res.Name]; ok || cs[i].rec != nil || cs[i].res.Class == "control" {
+					if _, ok := unreportable(party, cs[i].res.Name); ok || cs[i].rec != nil || cs[i].res.Class == "control" {
 						continue
 					}
 					for j := range recs {
@@ -338,7 +348,7 @@ func (a *appliance) matchAudit(t *testing.T, from uint64, cells map[string][]cel
 			}
 			for i := range cs {
 				if cs[i].rec == nil && cs[i].res.Class != "control" {
-					if _, ok := redteamUnreportable[party+"/"+cs[i].res.Name]; !ok {
+					if _, ok := unreportable(party, cs[i].res.Name); !ok {
 						missing++
 					}
 				}
@@ -488,7 +498,7 @@ func redteamTable(order []string, table map[string]map[string]cell) string {
 			}
 			counts[p]++
 			audit := "NOT AUDITED"
-			if why, ok := redteamUnreportable[p+"/"+name]; ok && c.rec == nil {
+			if why, ok := unreportable(p, name); ok && c.rec == nil {
 				audit = "not reportable: " + why.why
 			}
 			if c.rec != nil {
@@ -509,7 +519,14 @@ func redteamTable(order []string, table map[string]map[string]cell) string {
 	for _, name := range order {
 		for _, p := range redteamCompartments {
 			if c, ok := table[name][p]; ok {
-				fmt.Fprintf(&b, "- %s from %s: %s\n", name, p, strings.Join(c.res.Steps, "; "))
+				rec := "no record"
+				if c.rec != nil {
+					rec = fmt.Sprintf("record %d %s %s %q", c.rec.Seq, c.rec.Script, c.rec.Reason, c.rec.Detail)
+					if c.rec.Count > 1 {
+						rec += fmt.Sprintf(" (count %d)", c.rec.Count)
+					}
+				}
+				fmt.Fprintf(&b, "- %s from %s: %s → %s\n", name, p, strings.Join(c.res.Steps, "; "), rec)
 			}
 		}
 	}
