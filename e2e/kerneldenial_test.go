@@ -19,7 +19,12 @@ import (
 // container, its Landlock rules applied) and inside the gate agent's
 // sandbox attacks the kernel layers: each attack fails with the profile's
 // errno and leaves an audit record naming compartment, kind, reason and
-// the call.
+// the call or the path: ptrace, mount, keyctl, unshare (seccomp, EPERM),
+// a read of /proc outside its Landlock rules (EACCES) and a TCP connect to
+// a port outside them (Landlock for purchasing; the gate's cgroup BPF
+// program refuses even the socket). Another compartment's data is not
+// in its mount namespace at all (ENOENT: nothing for a kernel layer to
+// deny or report).
 func TestApplianceKernelDenialsAudited(t *testing.T) {
 	a := startAppliance(t, "")
 	t.Run("idle appliance has no kernel denials", func(t *testing.T) {
@@ -49,6 +54,12 @@ func TestApplianceKernelDenialsAudited(t *testing.T) {
 	if other == "" {
 		t.Fatal("no keyhandler data file to attack")
 	}
+	// TCP: purchasing may make TCP sockets, and Landlock refuses the port;
+	// the gate's cgroup BPF program refuses the socket itself.
+	tcp := map[string]struct{ errno, kind, reason, detail string }{
+		"purchasing": {"EACCES", "kernel/landlock", "kernel.net_denied", `net.connect_tcp daddr="127.0.0.1" dest="9"`},
+		"gate":       {"EPERM", "kernel/sock_create", "kernel.socket_denied", "gate: sock_create family=2"},
+	}
 	for _, c := range []string{"purchasing", "gate"} {
 		t.Run(c, func(t *testing.T) {
 			got := a.denyProbe(t, c, other)
@@ -58,7 +69,8 @@ func TestApplianceKernelDenialsAudited(t *testing.T) {
 			}
 			for attack, want := range map[string]string{"ptrace": "EPERM", "mount": "EPERM", "keyctl": "EPERM", "unshare": "EPERM",
 				// Not even in its mount namespace: nothing for a kernel layer to deny.
-				"open_other_compartment": "ENOENT"} {
+				"open_other_compartment": "ENOENT",
+				"open_proc":              "EACCES", "tcp_connect": tcp[c].errno} {
 				if got[attack] != want {
 					t.Errorf("%s from %s: %q, want %s", attack, c, got[attack], want)
 				}
@@ -74,6 +86,14 @@ func TestApplianceKernelDenialsAudited(t *testing.T) {
 						strings.HasPrefix(r.Detail, detail) && strings.Contains(r.Detail, "exe=denyprobe") && r.Count >= 1
 				})
 			}
+			a.awaitRecord(t, "open_proc", func(r auditlog.Record) bool {
+				return r.Caller == c && r.Script == "kernel/landlock" && r.Decision == "deny" && r.Reason == "kernel.fs_denied" &&
+					strings.HasPrefix(r.Detail, `fs.read_file path="/proc/`) && strings.Contains(r.Detail, "exe=denyprobe") && r.Count >= 1
+			})
+			a.awaitRecord(t, "tcp_connect", func(r auditlog.Record) bool {
+				return r.Caller == c && r.Script == tcp[c].kind && r.Decision == "deny" && r.Reason == tcp[c].reason &&
+					strings.HasPrefix(r.Detail, tcp[c].detail) && strings.Contains(r.Detail, "denyprobe")
+			})
 		})
 	}
 }

@@ -28,6 +28,10 @@ const EnvName = "E2SGATE_LANDLOCK"
 // file access. TCP port rules need ABI 4 and are applied only there.
 const MinABI = 1
 
+// AuditABI is the first Landlock ABI that reports denials to the kernel's
+// audit subsystem (which the supervisor reads).
+const AuditABI = 7
+
 // Rules is what a compartment may touch once it called RestrictSelf.
 type Rules struct {
 	// ReadOnly paths (files or directory trees) may be read and, for
@@ -152,6 +156,11 @@ func Restrict(r Rules) error {
 	if r.ConnectAnyPort {
 		cfg.HandledAccessNet &^= llsys.AccessNetConnectTCP
 	}
+	// Denials are logged to the kernel's audit records (ABI >= 7; the
+	// supervisor reads them) for this program and, unlike the kernel's
+	// default, also for what it starts later (a compartment's re-exec of
+	// its own image). Older kernels: dropped by BestEffort.
+	cfg = cfg.EnableLoggingForSubprocesses()
 	if err := cfg.BestEffort().Restrict(rules...); err != nil {
 		return fmt.Errorf("landlock restrict (ABI %d): %w", abi, err)
 	}

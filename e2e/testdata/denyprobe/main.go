@@ -12,8 +12,10 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -47,6 +49,13 @@ func main() {
 	res("open_other_compartment", openErr(*other))
 	// Visible in the container (its own /proc) but outside its rules.
 	res("open_proc", openErr("/proc/self/status"))
+	// A TCP port outside its rules (Landlock's connect hook runs before
+	// the cgroup BPF one).
+	c, err := net.DialTimeout("tcp", "127.0.0.1:9", 2*time.Second)
+	if err == nil {
+		c.Close()
+	}
+	res("tcp_connect", err)
 	b, _ := json.Marshal(out)
 	os.Stdout.Write(append(b, '\n'))
 }
