@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -151,15 +152,18 @@ func (r *prober) files() {
 	for _, n := range names {
 		p := r.plan.Files[n]
 		_, err := os.ReadFile(p)
-		r.kernel("read-"+n, append([]Want{LandlockFS(p)}, r.search(p, err)...), st{"read " + p, err}, r.searchStep)
+		r.kernel("read-"+n, append([]Want{LandlockFS("fs.read_file", p)}, r.search(p, err)...), st{"read " + p, err}, r.searchStep)
 	}
 	// The supervisor's admin log: removing it would hide what operators did.
 	if p := r.plan.Files["admin-log"]; p != "" {
 		err := os.Remove(p)
-		r.kernel("remove-admin-log", append([]Want{LandlockFS(p)}, r.search(p, err)...), st{"unlink " + p, err}, r.searchStep)
+		r.kernel("remove-admin-log", append([]Want{LandlockFS("fs.remove_file", p)}, r.search(p, err)...), st{"unlink " + p, err}, r.searchStep)
 		if err == nil || !errors.Is(err, fs.ErrNotExist) { // it sees the audit directory: beside it
 			p = filepath.Join(filepath.Dir(filepath.Dir(p)), "planted")
-			r.kernel("write-beside-audit-dir", []Want{LandlockFS(p), LandlockFS(filepath.Dir(p))}, st{"create " + p, os.WriteFile(p, nil, 0o600)})
+			werr := os.WriteFile(p, nil, 0o600)
+			rerr := unix.Mount("", filepath.Dir(p), "", unix.MS_REMOUNT|unix.MS_BIND, "")
+			r.kernel("write-beside-audit-dir", []Want{LandlockFS("fs.make_reg", filepath.Dir(p)), Seccomp("mount")},
+				st{"create " + p, werr}, st{"remount " + filepath.Dir(p) + " rw", rerr})
 		}
 	}
 	// Writes: static content, the root filesystem, its own program, the
@@ -174,7 +178,11 @@ func (r *prober) files() {
 		}
 		dir := nearestDir(p)
 		rerr := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND, "")
-		r.kernel(name, []Want{LandlockFS(p), Seccomp("mount")}, st{"write " + p, err}, st{"remount " + dir + " rw", rerr})
+		ll := LandlockFS("fs.write_file", p)
+		if create {
+			ll = LandlockFS("fs.make_reg", filepath.Dir(p))
+		}
+		r.kernel(name, []Want{ll, Seccomp("mount")}, st{"write " + p, err}, st{"remount " + dir + " rw", rerr})
 	}
 	if r.plan.Static != "" {
 		write("write-static", r.plan.Static, false)
@@ -195,10 +203,10 @@ func (r *prober) files() {
 	eerr := spawn("/tmp/dropped")
 	_, _, e := unix.Syscall(unix.SYS_MEMFD_CREATE, uintptr(unsafe.Pointer(&[]byte("x\x00")[0])), 0, 0)
 	os.Remove("/tmp/dropped")
-	r.kernel("exec-tmpfs", []Want{Seccomp("memfd_create"), LandlockFS("/tmp/dropped")},
+	r.kernel("exec-tmpfs", []Want{Seccomp("memfd_create"), LandlockFS("fs.make_reg", "/tmp")},
 		st{"execve /tmp/dropped", eerr}, st{"write /tmp/dropped", werr}, st{"memfd_create", errOf(e)})
 	_, lerr := os.ReadDir("/bin")
-	r.kernel("exec-shell", []Want{LandlockFS("/bin")}, st{"execve /bin/sh", spawn("/bin/sh")}, st{"list /bin", lerr})
+	r.kernel("exec-shell", []Want{LandlockFS("fs.read_dir", "/bin")}, st{"execve /bin/sh", spawn("/bin/sh")}, st{"list /bin", lerr})
 }
 
 // search is what an attacker does when p is not there (ENOENT: not in its
@@ -215,7 +223,7 @@ func (r *prober) search(p string, err error) []Want {
 	dir := nearestDir(p)
 	_, lerr := os.ReadDir(dir)
 	r.searchStep = st{"list " + dir, lerr}
-	return []Want{LandlockFS(dir)}
+	return []Want{LandlockFS("fs.read_dir", dir)}
 }
 
 // nearestDir is the deepest existing directory above p (what an attacker
@@ -234,6 +242,9 @@ func nearestDir(p string) string {
 // spawn starts path (it would print its usage and exit) and waits for it.
 func spawn(path string) error {
 	cmd := exec.Command(path, "-h")
+	// Pipes, not /dev/null (which the gate agent's rules leave out): the
+	// exec itself is what is tried.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(""), io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -291,7 +302,7 @@ func (r *prober) processes() {
 		pid := r.plan.Pids[n]
 		kerr := unix.Kill(pid, unix.SIGKILL)
 		_, lerr := os.ReadDir("/proc")
-		r.kernel("kill-"+n, []Want{LandlockFS("/proc")}, st{fmt.Sprintf("kill(%d, SIGKILL)", pid), kerr}, st{"list /proc", lerr})
+		r.kernel("kill-"+n, []Want{LandlockFS("fs.read_dir", "/proc")}, st{fmt.Sprintf("kill(%d, SIGKILL)", pid), kerr}, st{"list /proc", lerr})
 	}
 }
 
@@ -380,7 +391,7 @@ func (r *prober) sockets() {
 	for _, n := range names {
 		p := r.plan.Sockets[n]
 		err := dial("unix", p)
-		r.kernel("connect-"+strings.ReplaceAll(n, "_", "-")+"-socket", append([]Want{LandlockFS(p)}, r.search(p, err)...),
+		r.kernel("connect-"+strings.ReplaceAll(n, "_", "-")+"-socket", r.search(p, err),
 			st{"connect " + p, err}, r.searchStep)
 	}
 }

@@ -85,6 +85,11 @@ type Want struct {
 	Kinds  []string `json:"kinds,omitempty"`
 	Reason string   `json:"reason,omitempty"`
 	Detail string   `json:"detail,omitempty"`
+	// Access is what the layer's aggregate records are per (the
+	// supervisor aggregates by compartment and what was denied): the
+	// syscall ("mount("), the Landlock access ("fs.read_dir"). An
+	// aggregate's detail begins with it.
+	Access string `json:"access,omitempty"`
 }
 
 func (w Want) String() string {
@@ -110,8 +115,8 @@ func (w Want) Matches(compartment string, rec auditlog.Record) bool {
 // denied: the syscall, the access right), so its detail is not matched; it
 // accounts for at most Count attacks.
 func (w Want) MatchesAggregate(compartment string, rec auditlog.Record) bool {
-	return w.ReqID == "" && rec.Count > 1 && rec.Caller == compartment && rec.Decision == "deny" &&
-		slices.Contains(w.Kinds, rec.Script) && (w.Reason == "" || rec.Reason == w.Reason)
+	return w.ReqID == "" && w.Access != "" && rec.Count > 1 && rec.Caller == compartment && rec.Decision == "deny" &&
+		slices.Contains(w.Kinds, rec.Script) && (w.Reason == "" || rec.Reason == w.Reason) && strings.HasPrefix(rec.Detail, w.Access)
 }
 
 // The audit kinds and reasons of the kernel layers (cmd/e2sgated/runtime.go
@@ -128,12 +133,14 @@ const (
 
 // Seccomp is the record of a syscall the seccomp filter refused.
 func Seccomp(syscall string) Want {
-	return Want{Kinds: []string{KindSeccomp}, Reason: ReasonSyscall, Detail: syscall + "("}
+	return Want{Kinds: []string{KindSeccomp}, Reason: ReasonSyscall, Detail: syscall + "(", Access: syscall + "("}
 }
 
-// LandlockFS is the record of a file access Landlock refused on path.
-func LandlockFS(path string) Want {
-	return Want{Kinds: []string{KindLandlock}, Reason: ReasonFS, Detail: path}
+// LandlockFS is the record of a file access Landlock refused on path
+// (access as the kernel names it: "fs.read_file", "fs.read_dir",
+// "fs.write_file", "fs.make_reg", "fs.remove_file").
+func LandlockFS(access, path string) Want {
+	return Want{Kinds: []string{KindLandlock}, Reason: ReasonFS, Detail: path, Access: access}
 }
 
 // SockCreate is the record of cgroup BPF refusing a socket of this family,
@@ -147,7 +154,7 @@ func SockCreate(family, typ, proto int) Want {
 // at all) its socket-creation guard.
 func TCP(addr string, family int) []Want {
 	return []Want{
-		{Kinds: []string{KindLandlock}, Reason: ReasonNet, Detail: portOf(addr)},
+		{Kinds: []string{KindLandlock}, Reason: ReasonNet, Detail: portOf(addr), Access: "net.connect_tcp"},
 		{Kinds: []string{"kernel/connect4", "kernel/connect6"}, Reason: ReasonConnect, Detail: addr},
 		SockCreate(family, 1, 0), SockCreate(family, 1, 6),
 	}
