@@ -77,7 +77,16 @@ func (a *appliance) auditLog() string { return filepath.Join(a.dataDir(), "audit
 // waits until every compartment runs. extra is appended to the config.
 func startAppliance(t testing.TB, extra string) *appliance {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "e2sgate-e2e")
+	return startApplianceIn(t, "", extra)
+}
+
+// startApplianceIn is startAppliance with its directories under base ("":
+// the system's temporary directory). Under /tmp every mount of a
+// compartment lies beneath its own private /tmp, which its Landlock rules
+// let it read and write; a test of those rules needs another base.
+func startApplianceIn(t testing.TB, base, extra string) *appliance {
+	t.Helper()
+	dir, err := os.MkdirTemp(base, "e2sgate-e2e")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,8 @@ const (
 	reasonConcurrent = "gate.too_many_calls"
 	reasonRate       = "gate.rate_limited"
 	reasonScriptRate = "gate.script_rate_limited"
-	limitScript      = "gate/limit" // the script of the limiter's records
+	reasonConns      = "gate.too_many_connections" // the transport's (transport.go), recorded here alike
+	limitScript      = "gate/limit"                // the script of the limiter's records
 )
 
 // limiter holds every caller's budget. Its maps are bounded: callers are
@@ -160,6 +161,19 @@ func (l *limiter) admit(caller string, call *callpb.Call) (release func(), refus
 	return nil, deny(call, 429, reason, "too many calls; try again shortly")
 }
 
+// refuseConn records a connection the transport closed at once because
+// caller already held as many open as it may (maxConns), in aggregate like
+// a refused call.
+func (l *limiter) refuseConn(caller string) {
+	now := l.now()
+	l.mu.Lock()
+	rec, ok := l.refuse(now, caller, reasonConns, &callpb.Call{})
+	l.mu.Unlock()
+	if ok {
+		l.write(rec)
+	}
+}
+
 func (l *limiter) scriptBucket(caller, script string) *bucket {
 	k := [2]string{caller, script}
 	s := l.scripts[k]
@@ -205,6 +219,10 @@ func (l *limiter) take(now time.Time, k [2]string, r *refusals) auditlog.Record 
 		Decision: "deny", Reason: k[1], Status: 429, Count: r.pending,
 		Detail: clip(fmt.Sprintf("%d calls refused since the last record (limits: %d in flight, %g/s, burst %d, or the script's max_rate); the last was %s, req_id %s",
 			r.pending, l.lim.Concurrent, l.lim.PerSecond, l.lim.Burst, r.script, r.reqID), maxDetail)}
+	if k[1] == reasonConns { // no call was read: no status, script or id
+		rec.Status = 0
+		rec.Detail = fmt.Sprintf("%d connections to the gate socket closed at once since the last record (at most %d open per caller)", r.pending, maxConns)
+	}
 	r.written, r.pending = now, 0
 	return rec
 }

@@ -158,7 +158,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 		s := grpc.NewServer(gateServerOptions(agent, c.Name, maxMsg[c.Name])...)
 		callpb.RegisterGateServer(s, &gateServer{agent: agent, caller: c.Name})
 		servers = append(servers, s)
-		go s.Serve(limitConns(l, log, c.Name, maxConns))
+		go s.Serve(limitConns(l, log, c.Name, maxConns, func() { agent.limits.Load().refuseConn(c.Name) }))
 	}
 	if err := confineSelf(log, cfg); err != nil {
 		return err

@@ -74,17 +74,19 @@ func (t *transportAudit) HandleRPC(_ context.Context, s stats.RPCStats) {
 }
 
 // connLimit accepts at most n connections at once; one more is closed at
-// once (and logged), so a flood of connections from one compartment costs
-// the others nothing.
+// once, logged and reported to refused (which records it in the audit log,
+// in aggregate), so a flood of connections from one compartment costs the
+// others nothing.
 type connLimit struct {
 	net.Listener
-	log    *slog.Logger
-	caller string
-	sem    chan struct{}
+	log     *slog.Logger
+	caller  string
+	sem     chan struct{}
+	refused func()
 }
 
-func limitConns(l net.Listener, log *slog.Logger, caller string, n int) net.Listener {
-	return &connLimit{Listener: l, log: log, caller: caller, sem: make(chan struct{}, n)}
+func limitConns(l net.Listener, log *slog.Logger, caller string, n int, refused func()) net.Listener {
+	return &connLimit{Listener: l, log: log, caller: caller, sem: make(chan struct{}, n), refused: refused}
 }
 
 func (l *connLimit) Accept() (net.Conn, error) {
@@ -97,6 +99,11 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		case l.sem <- struct{}{}:
 			return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
 		default:
+			// Recorded before it is closed: the caller sees the close
+			// only once the refusal is counted.
+			if l.refused != nil {
+				l.refused()
+			}
 			c.Close()
 			l.log.Warn("gate connection refused: too many open", "compartment", l.caller, "limit", cap(l.sem))
 		}

@@ -51,7 +51,7 @@ func TestTransportRefusesOversizedAndAudits(t *testing.T) {
 	}
 	s := grpc.NewServer(gateServerOptions(a, "outside", limit)...)
 	callpb.RegisterGateServer(s, &gateServer{agent: a, caller: "outside"})
-	go s.Serve(limitConns(l, a.log, "outside", maxConns))
+	go s.Serve(limitConns(l, a.log, "outside", maxConns, nil))
 	defer s.Stop()
 	conn, err := grpc.NewClient("unix:"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(protocol.MaxMessage)))
@@ -88,14 +88,16 @@ func TestTransportRefusesOversizedAndAudits(t *testing.T) {
 	}
 }
 
-// One connection too many is closed at once.
+// One connection too many is closed at once, and audited in aggregate
+// (the e2e red-team suite's connection flood).
 func TestConnLimit(t *testing.T) {
+	a, audit, _ := newTestAgent(t)
 	sock := filepath.Join(t.TempDir(), "gate.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ll := limitConns(l, slog.New(slog.DiscardHandler), "outside", 1)
+	ll := limitConns(l, slog.New(slog.DiscardHandler), "outside", 1, func() { a.limits.Load().refuseConn("outside") })
 	defer ll.Close()
 	accepted := make(chan net.Conn, 2)
 	go func() {
@@ -120,6 +122,25 @@ func TestConnLimit(t *testing.T) {
 	defer second.Close()
 	if _, err := second.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("second connection: %v, want EOF (closed)", err)
+	}
+	if r := audit.last(); r.Caller != "outside" || r.Script != limitScript || r.Reason != "gate.too_many_connections" || r.Count != 1 || r.Decision != "deny" {
+		t.Fatalf("record of the refused connection %+v", r)
+	}
+	// More within the report interval are counted, and written as one.
+	before := len(audit.all())
+	for range 3 {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("connection over the limit: %v, want EOF", err)
+		}
+		c.Close()
+	}
+	a.FlushLimits()
+	if recs := audit.all(); len(recs) != before+1 || recs[len(recs)-1].Count != 3 || recs[len(recs)-1].Reason != "gate.too_many_connections" {
+		t.Fatalf("3 refused connections recorded as %+v", recs[before:])
 	}
 	held.Close() // frees the slot
 	third, err := net.Dial("unix", sock)
