@@ -115,13 +115,8 @@ func writeAll(w io.Writer, pieces ...[]byte) error {
 	return nil
 }
 
-// contentInfoWriter writes ContentInfo { typ, [0] EXPLICIT inner } with
-// indefinite lengths around what is written to it.
-type contentInfoWriter struct {
-	io.Writer
-	inner io.Closer
-}
-
+// startContentInfo and endContentInfo write ContentInfo { typ, [0]
+// EXPLICIT ... } with indefinite lengths around what is written between.
 func startContentInfo(w io.Writer, typ asn1.ObjectIdentifier) error {
 	return writeAll(w, header(tagSeq), oidElement(typ), header(tagCtx0Cons))
 }
@@ -273,6 +268,26 @@ func (d *decoder) more(f frame) (bool, error) {
 		return false, nil
 	}
 	return true, nil
+}
+
+// peekIn returns the tag of f's next child without reading anything; ok
+// is false at f's end (its end-of-contents marker is left unread).
+func (d *decoder) peekIn(f frame) (tag byte, ok bool, err error) {
+	if !f.indefinite {
+		if d.pos >= f.end {
+			return 0, false, nil
+		}
+		t, err := d.peek()
+		return t, err == nil, err
+	}
+	b, err := d.r.Peek(2)
+	if err != nil {
+		return 0, false, eof(err)
+	}
+	if b[0] == 0 && b[1] == 0 {
+		return 0, false, nil
+	}
+	return b[0], true, nil
 }
 
 // close requires f to have no more children.
