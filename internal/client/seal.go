@@ -76,7 +76,7 @@ func (c *Client) Unseal(in, out string) (*SealResult, error) {
 	}
 	clear, err := envelope.Open(env, dec)
 	if err != nil {
-		if mine, e := envelope.PublicKeySignature(cred.Signer.Public()); e == nil {
+		if mine, e := envelope.PublicKeySignature(cred.Signer.Public()); e == nil && mine != env.PublicKeySignature {
 			return nil, fmt.Errorf("unseal %s (sealed to %s, your key is %s): %w", in, env.PublicKeySignature, mine, err)
 		}
 		return nil, fmt.Errorf("unseal %s: %w", in, err)

@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/e2sgate/e2sgate/internal/client"
 	"github.com/e2sgate/e2sgate/internal/client/buy"
@@ -99,6 +102,19 @@ func (e *env) client() (*client.Client, error) {
 
 func (e *env) printf(format string, args ...any) { fmt.Fprintf(e.stdout, format, args...) }
 
+// progress reports long work on stderr when it is a terminal and quiet is
+// not set; otherwise nil (silent).
+func (e *env) progress(verb string, quiet bool) *client.Progress {
+	f, ok := e.stderr.(*os.File)
+	if quiet || !ok {
+		return nil
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		return nil
+	}
+	return &client.Progress{W: e.stderr, Verb: verb}
+}
+
 // command is one subcommand.
 type command struct {
 	name  string // "protect", "exchange request"
@@ -114,8 +130,8 @@ var commands = []command{
 	{"cert export", "[-out FILE]", "print (or write) your certificate as PEM, to give to partners", 0, cmdCertExport},
 	{"keystore list", "", "list the credentials in the keystore", 0, cmdKeystoreList},
 	{"keystore import", "-label L [-password-env VAR] FILE.p12", "import a key and chain from a PKCS#12 file (password in $VAR, default: the keystore's)", 1, cmdKeystoreImport},
-	{"protect", "-to PARTNER [-ack] [-cipher aes-256-gcm|aes-256-cbc] [-keep SIGNED] IN OUT", "compress, sign and encrypt IN for PARTNER (-ack requests a signed receipt)", 2, cmdProtect},
-	{"open", "[-from PARTNER] [-ack-out ACK] [-name NAME] IN OUT", "decrypt, verify and decompress IN; -ack-out writes the signed file acknowledgement", 2, cmdOpen},
+	{"protect", "-to PARTNER [-ack] [-cipher aes-256-gcm|aes-256-cbc] [-compress auto|on|off] [-openssl] [-keep SIGNED] [-force] [-q] IN OUT", "compress (if it pays), sign and encrypt IN for PARTNER, streaming (-ack requests a signed receipt; -openssl nests for openssl cms)", 2, cmdProtect},
+	{"open", "[-from PARTNER] [-ack-out ACK] [-name NAME] [-max-size SIZE] [-force] [-q] IN OUT", "decrypt, verify and decompress IN (DER, PEM or S/MIME), streaming; -ack-out writes the signed file acknowledgement", 2, cmdOpen},
 	{"verify-ack", "-original PROTECTED ACK", "check that ACK acknowledges exactly the document in PROTECTED (a file you protected)", 1, cmdVerifyAck},
 	{"keystore init", "[-label L] [-type rsa-3072|ecdsa-p256|...]", "same as keygen: make the credential the config names", 0, cmdKeygen},
 	{"keystore export-cert", "[-out FILE]", "same as cert export", 0, cmdCertExport},

@@ -225,6 +225,20 @@ func (e *envelopeReader) fill() error {
 	return nil
 }
 
+// blame turns an error found in GCM plaintext into the tag's verdict when
+// the tag fails: a damaged message then reads as altered (ErrDecrypt), not
+// as whatever its garbled plaintext looked like. It reads the rest of the
+// message to get there.
+func (e *envelopeReader) blame(err error) error {
+	if e.gcm == nil || errors.Is(err, ErrDecrypt) || e.err != nil && !errors.Is(e.err, io.EOF) {
+		return err
+	}
+	if _, derr := io.Copy(io.Discard, e); errors.Is(derr, ErrDecrypt) {
+		return derr
+	}
+	return err
+}
+
 // finish reads what follows the ciphertext and checks the GCM tag.
 func (e *envelopeReader) finish() error {
 	d := e.d
@@ -644,12 +658,12 @@ func openStream(w io.Writer, r io.Reader, cert *x509.Certificate, key crypto.Pri
 	case ct.Equal(oidData):
 		t, err := inner.peek()
 		if err != nil || t != tagSeq {
-			return nil, fmt.Errorf("%w: the encrypted content is not a signed document", ErrNotSigned)
+			return nil, e.blame(fmt.Errorf("%w: the encrypted content is not a signed document", ErrNotSigned))
 		}
 		var ity asn1.ObjectIdentifier
 		ity, ifs, err = inner.openContentInfo()
 		if err != nil {
-			return nil, fmt.Errorf("%w: the encrypted content is not a signed document (%v)", ErrNotSigned, err)
+			return nil, e.blame(fmt.Errorf("%w: the encrypted content is not a signed document (%v)", ErrNotSigned, err))
 		}
 		if !ity.Equal(oidSignedData) {
 			return nil, fmt.Errorf("%w: encrypted %v", ErrNotSigned, ity)
@@ -660,11 +674,11 @@ func openStream(w io.Writer, r io.Reader, cert *x509.Certificate, key crypto.Pri
 	}
 	sd, skeleton, hs, err := readSignedDocument(inner, counted, max, out)
 	if err != nil {
-		return nil, err
+		return nil, e.blame(err)
 	}
 	if out.AsData {
 		if err := inner.closeAll("ContentInfo", ifs[:]...); err != nil {
-			return nil, err
+			return nil, e.blame(err)
 		}
 	}
 	// The end of the plaintext: the tag is checked before io.EOF.
