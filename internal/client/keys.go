@@ -1,9 +1,9 @@
 package client
 
 import (
-	"errors"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"time"
 
