@@ -40,6 +40,12 @@ bench: deps build ## benchmarks (installs what they need first: containerd), eac
 	$(GO) test -run '^$$' -bench FullPath -benchtime 2000x -timeout 10m ./e2e/
 	$(GO) test -run '^$$' -bench VersusOpenSSL -benchtime 5x ./internal/document/cms/
 	$(GO) test -run '^$$' -bench . -benchtime 15x ./compartments/sandbox/  # E2S_RUNC_BASELINE=/usr/sbin/runc: pinned runc vs that one
+	$(MAKE) bench-documents
+
+.PHONY: bench-documents
+
+bench-documents: build ## e2s protect/open of 100 MiB and 1 GiB against openssl cms -stream in the same run: time ratios and peak RSS (table in bin/artifacts/bench-documents.md)
+	$(GO) run ./internal/tools/benchdocs -e2s $(BIN)/e2s -sizes $(or $(DOC_SIZES),100M,1G) -out $(BIN)/artifacts/bench-documents.md
 
 generate: ## regenerate protobuf (protoc) and bpf2go (clang) output; both are committed
 	$(GO) generate ./...
