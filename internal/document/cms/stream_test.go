@@ -438,3 +438,26 @@ func TestUnarmor(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamMaxSize: a document beyond OpenOptions.MaxSize is refused,
+// compressed (a bomb inflates far beyond its message) or not.
+func TestStreamMaxSize(t *testing.T) {
+	p := getPKI(t)
+	s, r := p.ids["p256"], p.ids["rsa"]
+	for _, comp := range []bool{true, false} {
+		var msg bytes.Buffer
+		if _, err := ProtectStream(&msg, docReader(4<<20, true), s.key, s.chain[:2], []*x509.Certificate{r.cert()},
+			ProtectStreamOptions{ProtectOptions: ProtectOptions{NoCompression: !comp}}); err != nil {
+			t.Fatal(err)
+		}
+		if comp && msg.Len() > 1<<20 {
+			t.Fatalf("4 MiB of text compressed to %d bytes", msg.Len())
+		}
+		var out countWriter
+		out.w = io.Discard
+		_, err := OpenStream(&out, bytes.NewReader(msg.Bytes()), r.cert(), r.key, OpenOptions{Verify: VerifyOptions{Roots: p.roots}, MaxSize: 1 << 20})
+		if !errors.Is(err, ErrDecompress) || out.n > 1<<20+ChunkSize {
+			t.Fatalf("compressed=%v: %v after %d bytes, want ErrDecompress within the limit", comp, err, out.n)
+		}
+	}
+}
