@@ -903,3 +903,24 @@ func partials(t *testing.T, dir string) []string {
 	}
 	return m
 }
+
+// TestSealTRISA: seal -trisa builds a TRISA Payload from identity and
+// transaction JSON files (the reference peer's acceptance is proved in
+// internal/client TestTRISAPayloadReferencePeer); unseal -trisa prints them
+// back, and refuses a raw envelope with a hint.
+func TestSealTRISA(t *testing.T) {
+	alice := world.alice
+	dir := t.TempDir()
+	id := writeFile(t, "identity.json", []byte(`{"originator": {"originator_persons": [{"natural_person": {"name": {"name_identifiers": [
+		{"primary_identifier": "Doe", "secondary_identifier": "Jane", "name_identifier_type": "NATURAL_PERSON_NAME_TYPE_CODE_LEGL"}]}}}]}}`))
+	tx := writeFile(t, "transaction.json", []byte(`{"txid": "abc123", "amount": 1.5, "network": "ETH"}`))
+	sealed := filepath.Join(dir, "trisa.env")
+	mustContain(t, alice.ok(t, "seal", "-trisa", id, tx, sealed), "sealed TRISA payload")
+	out := alice.ok(t, "unseal", "-trisa", sealed)
+	mustContain(t, out, `"Doe"`, `"txid": "abc123"`, `"network": "ETH"`, `"sent_at"`)
+	raw := filepath.Join(dir, "raw.env")
+	alice.ok(t, "seal", id, raw)
+	mustContain(t, alice.fails(t, nil, "unseal", "-trisa", raw), "not a TRISA payload", "e2s: next:", "'e2s unseal IN OUT'")
+	mustContain(t, alice.fails(t, nil, "seal", "-trisa", tx, id, filepath.Join(dir, "x.env")), "identity (IVMS101", "e2s: next:")
+	mustContain(t, alice.ok(t, "help"), "raw IN for records at rest")
+}

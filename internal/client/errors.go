@@ -31,6 +31,8 @@ var (
 	ErrOutputExists = errors.New("output file exists")
 	// ErrImportPassword means a PKCS#12 file's own password is wrong.
 	ErrImportPassword = errors.New("wrong password for the PKCS#12 file")
+	// ErrNotTRISA means an envelope's payload is not a TRISA Payload.
+	ErrNotTRISA = errors.New("payload is not a TRISA identity and transaction")
 	// ErrInterrupted means the work was stopped (Ctrl-C, SIGTERM).
 	ErrInterrupted = errors.New("interrupted")
 	// ErrBadInput means an input file is not of the expected kind.
@@ -92,6 +94,7 @@ var hints = []struct {
 	{envelope.ErrState, "this envelope is not sealed (or is an error envelope): check you gave the right file"},
 	{envelope.ErrMalformed, "the file is truncated or not a sealed envelope: check you gave the right file"},
 	{envelope.ErrUnsupportedAlgorithm, "sealing needs an RSA public key (PEM PUBLIC KEY or CERTIFICATE)"},
+	{ErrNotTRISA, "this envelope holds other data (a record sealed with plain 'e2s seal'): open it with 'e2s unseal IN OUT'"},
 	{ErrBadInput, "check you gave the right file"},
 	{ErrUsage, "run 'e2s help' for the commands and their arguments"},
 }

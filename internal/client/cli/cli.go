@@ -120,7 +120,7 @@ type command struct {
 	name  string // "protect", "exchange request"
 	args  string // synopsis of flags and arguments
 	help  string
-	nargs int // positional arguments
+	nargs int // positional arguments; -1: the command checks them
 	flags func(fs *flag.FlagSet) func(e *env, args []string) error
 }
 
@@ -138,8 +138,8 @@ var commands = []command{
 	{"sign", "--detached --header FILE", "same as sign-header (the only signing mode apart from protect)", 1, cmdSign},
 	{"sign-header", "FILE", "print the header signature value over FILE (detached CMS, SHA-512, no certificates, base64)", 1, cmdSignHeader},
 	{"verify-header", "-from PARTNER FILE VALUE", "check a header signature VALUE over FILE against PARTNER's certificate", 2, cmdVerifyHeader},
-	{"seal", "[-key PUBKEY.pem] IN OUT", "seal IN in a sealed envelope for an RSA public key (default: your own)", 2, cmdSeal},
-	{"unseal", "IN OUT", "open a sealed envelope with your RSA key", 2, cmdUnseal},
+	{"seal", "[-key PUBKEY.pem] (IN OUT | -trisa IDENTITY.json TRANSACTION.json OUT)", "seal in a TRISA sealed envelope for an RSA public key (default: your own): raw IN for records at rest (a TRISA peer refuses it); -trisa for a TRISA peer (IVMS101 identity, transaction, sent_at)", -1, cmdSeal},
+	{"unseal", "(IN OUT | -trisa IN)", "open a sealed envelope with your RSA key; -trisa prints the TRISA identity and transaction as JSON", -1, cmdUnseal},
 	{"exchange request", "-to PARTNER OUT", "write a signed certificate exchange request for PARTNER", 1, cmdExchangeRequest},
 	{"exchange respond", "IN OUT", "store the requester's certificate and write your signed answer", 2, cmdExchangeRespond},
 	{"exchange complete", "-request REQ ANSWER", "store the partner's certificate from the answer to your request REQ", 1, cmdExchangeComplete},
@@ -196,7 +196,7 @@ func run(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %v: %w", cmd.name, err, client.ErrUsage)
 	}
-	if len(pos) != cmd.nargs {
+	if cmd.nargs >= 0 && len(pos) != cmd.nargs {
 		return fmt.Errorf("e2s %s %s: want %d arguments, got %d: %w", cmd.name, cmd.args, cmd.nargs, len(pos), client.ErrUsage)
 	}
 	defer func() {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -171,6 +172,13 @@ func cmdOpen(fs *flag.FlagSet) func(*env, []string) error {
 	}
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // parseSize reads a byte count with an optional K, M, G or T (powers of 1024).
 func parseSize(s string) (int64, error) {
 	mult := int64(1)
@@ -269,10 +277,22 @@ func cmdVerifyHeader(fs *flag.FlagSet) func(*env, []string) error {
 
 func cmdSeal(fs *flag.FlagSet) func(*env, []string) error {
 	key := fs.String("key", "", "RSA public key or certificate `PEM` to seal to (default: your own credential)")
+	trisa := fs.Bool("trisa", false, "seal a TRISA Payload built from IDENTITY.json (IVMS101) and TRANSACTION.json, as TRISA peers require")
 	return func(e *env, args []string) error {
+		if want := 2 + btoi(*trisa); len(args) != want {
+			return fmt.Errorf("e2s seal: want %d arguments, got %d (raw: IN OUT; -trisa: IDENTITY.json TRANSACTION.json OUT): %w", want, len(args), client.ErrUsage)
+		}
 		c, err := e.client()
 		if err != nil {
 			return err
+		}
+		if *trisa {
+			r, err := c.SealTRISA(*key, args[0], args[1], args[2])
+			if err != nil {
+				return err
+			}
+			e.printf("sealed TRISA payload (identity %s, transaction %s): %s (envelope %s, key %s)\n", args[0], args[1], args[2], r.ID, r.PublicKeySignature)
+			return nil
 		}
 		r, err := c.Seal(*key, args[0], args[1])
 		if err != nil {
@@ -284,10 +304,26 @@ func cmdSeal(fs *flag.FlagSet) func(*env, []string) error {
 }
 
 func cmdUnseal(fs *flag.FlagSet) func(*env, []string) error {
+	trisa := fs.Bool("trisa", false, "print the TRISA identity and transaction as JSON (IN only)")
 	return func(e *env, args []string) error {
+		if want := 2 - btoi(*trisa); len(args) != want {
+			return fmt.Errorf("e2s unseal: want %d arguments, got %d (raw: IN OUT; -trisa: IN): %w", want, len(args), client.ErrUsage)
+		}
 		c, err := e.client()
 		if err != nil {
 			return err
+		}
+		if *trisa {
+			content, _, err := c.UnsealTRISA(args[0])
+			if err != nil {
+				return err
+			}
+			out, err := json.MarshalIndent(content, "", "  ")
+			if err != nil {
+				return err
+			}
+			e.printf("%s\n", out)
+			return nil
 		}
 		r, err := c.Unseal(args[0], args[1])
 		if err != nil {
