@@ -137,7 +137,8 @@
 // HeaderSignature header: a detached SignedData with SHA-512, no
 // certificates, standard base64 on one line, over the exact body bytes,
 // verified only against the client's registered certificate, which must be
-// valid and not revoked.
+// valid and not revoked. SignHeaderStream and VerifyHeaderStream read the
+// body from a stream (a large file) and keep only its SHA-512.
 //
 // # Encoding
 //
