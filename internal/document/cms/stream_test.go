@@ -461,3 +461,38 @@ func TestStreamMaxSize(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamDetached: a detached signature over a streamed file verifies
+// with the content given as a stream, in Go and in openssl, and not with
+// other content or none.
+func TestStreamDetached(t *testing.T) {
+	p := getPKI(t)
+	s := p.ids["p384"]
+	doc, _ := io.ReadAll(docReader(3*ChunkSize+11, false))
+	var sig bytes.Buffer
+	if err := SignStream(&sig, bytes.NewReader(doc), s.key, s.chain[:2], SignOptions{Detached: true, Hash: crypto.SHA384}); err != nil {
+		t.Fatal(err)
+	}
+	if sig.Len() > 8<<10 {
+		t.Fatalf("detached signature of %d bytes holds the content", sig.Len())
+	}
+	var out bytes.Buffer
+	if _, err := VerifyStream(&out, bytes.NewReader(sig.Bytes()), bytes.NewReader(doc), VerifyOptions{Roots: p.roots}); err != nil || !bytes.Equal(out.Bytes(), doc) {
+		t.Fatalf("verify detached: %v", err)
+	}
+	other := bytes.Clone(doc)
+	other[len(other)-1] ^= 1
+	if _, err := VerifyStream(io.Discard, bytes.NewReader(sig.Bytes()), bytes.NewReader(other), VerifyOptions{Roots: p.roots}); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("other content: %v, want ErrDigestMismatch", err)
+	}
+	if _, err := VerifyStream(io.Discard, bytes.NewReader(sig.Bytes()), nil, VerifyOptions{Roots: p.roots}); !errors.Is(err, ErrNoContent) {
+		t.Fatalf("no content: %v, want ErrNoContent", err)
+	}
+	if _, err := Verify(sig.Bytes(), VerifyOptions{Roots: p.roots, Content: doc}); err != nil {
+		t.Fatalf("Verify of the BER detached signature: %v", err)
+	}
+	if _, err := openssl(t, "cms", "-verify", "-binary", "-inform", "DER", "-in", writeFile(t, "sig", sig.Bytes()),
+		"-content", writeFile(t, "doc", doc), "-CAfile", p.caFile, "-out", "/dev/null"); err != nil {
+		t.Fatalf("openssl -verify of the detached stream signature: %v", err)
+	}
+}
