@@ -97,6 +97,7 @@ func (c *Client) Protect(ctx context.Context, in, out string, opts ProtectOption
 		return nil, err
 	}
 	defer src.Close()
+	defer closeOnDone(ctx, src)()
 	dst, err := createOutput(out, 0o644, opts.Force)
 	if err != nil {
 		return nil, err
@@ -121,6 +122,9 @@ func (c *Client) Protect(ctx context.Context, in, out string, opts ProtectOption
 	r := ctxReader{ctx: ctx, r: opts.Progress.wrap(src, size)}
 	sp, err := cms.ProtectStream(dst, r, cred.Signer, cred.Chain, recipients, po)
 	opts.Progress.done()
+	if err == nil {
+		err = interrupted(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("protect %s for %s: %w", in, opts.To, err)
 	}
@@ -218,6 +222,7 @@ func (c *Client) Open(ctx context.Context, in, out string, opts OpenOptions) (re
 		return nil, err
 	}
 	defer src.Close()
+	defer closeOnDone(ctx, src)()
 	msg, format, err := cms.Unarmor(ctxReader{ctx: ctx, r: opts.Progress.wrap(src, size)})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", in, err)
@@ -277,6 +282,9 @@ func (c *Client) Open(ctx context.Context, in, out string, opts OpenOptions) (re
 			return nil, fmt.Errorf("write %s: %w", opts.AckOut, err)
 		}
 		res.AckWritten = true
+	}
+	if err := interrupted(ctx); err != nil {
+		return nil, fmt.Errorf("open %s: %w", in, err)
 	}
 	if err := commitAll(dst, ackFile); err != nil {
 		return nil, err

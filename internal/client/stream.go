@@ -152,7 +152,27 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(c.ctx))
 	}
-	return c.r.Read(p)
+	n, err := c.r.Read(p)
+	if err != nil && c.ctx.Err() != nil {
+		// The input was closed under a blocked read (closeOnDone).
+		return n, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(c.ctx))
+	}
+	return n, err
+}
+
+// closeOnDone closes the input when ctx is done, so that a read blocked on
+// a pipe or FIFO returns; the returned function stops it.
+func closeOnDone(ctx context.Context, in io.Closer) func() bool {
+	return context.AfterFunc(ctx, func() { in.Close() })
+}
+
+// interrupted reports an interrupt that came after the input was read,
+// before the output is committed.
+func interrupted(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
+	}
+	return nil
 }
 
 // Progress reports the bytes read on a terminal: bytes, total and rate,
