@@ -41,6 +41,14 @@ bench: deps build ## benchmarks (installs what they need first: containerd), eac
 	$(GO) test -run '^$$' -bench VersusOpenSSL -benchtime 5x ./internal/document/cms/
 	$(GO) test -run '^$$' -bench . -benchtime 15x ./compartments/sandbox/  # E2S_RUNC_BASELINE=/usr/sbin/runc: pinned runc vs that one
 	$(GO) test -run '^$$' -bench Denial -benchtime 1000x ./compartments/sandbox/seccompnotify/  # a seccomp denial answered by the supervisor vs failed in the kernel
+	$(MAKE) bench-documents
+
+.PHONY: bench-documents
+
+DOC_SIZES ?= 100M,1G
+
+bench-documents: build ## e2s protect/open of 100 MiB and 1 GiB (DOC_SIZES) against openssl cms -stream in the same run: time ratios and peak RSS (table in bin/artifacts/bench-documents.md)
+	$(GO) run ./internal/tools/benchdocs -e2s $(BIN)/e2s -sizes $(DOC_SIZES) -out $(BIN)/artifacts/bench-documents.md
 
 generate: ## regenerate protobuf (protoc) and bpf2go (clang) output; both are committed
 	$(GO) generate ./...

@@ -2,17 +2,17 @@ package main
 
 import (
 	"bytes"
-	"compress/zlib"
 	"encoding/asn1"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/e2sgate/e2sgate/internal/testutil"
 )
@@ -319,9 +319,13 @@ func TestRefusals(t *testing.T) {
 		{"ciphertext byte flipped", bob, nil, func(out string) []string {
 			return []string{"open", flip(func(n int) int { return n / 2 }), out}
 		}, []string{"altered or damaged"}},
-		{"last byte (tag) flipped", bob, nil, func(out string) []string {
-			return []string{"open", flip(func(n int) int { return n - 1 }), out}
+		// The message ends with the tag and three end-of-contents pairs.
+		{"last byte of the tag flipped", bob, nil, func(out string) []string {
+			return []string{"open", flip(func(n int) int { return n - 7 }), out}
 		}, []string{"altered or damaged"}},
+		{"end-of-contents byte flipped", bob, nil, func(out string) []string {
+			return []string{"open", flip(func(n int) int { return n - 1 }), out}
+		}, []string{"truncated or not of the expected kind"}},
 		{"header byte flipped", bob, nil, func(out string) []string {
 			return []string{"open", flip(func(n int) int { return 40 }), out}
 		}, []string{"e2s: next:"}},
@@ -566,24 +570,65 @@ func TestOpenSSLInterop(t *testing.T) {
 	doc := document(30 << 10)
 	docFile := writeFile(t, "doc.txt", doc)
 
-	t.Run("e2s protect, openssl decrypt and verify", func(t *testing.T) {
+	// The README's recipe, as written there: e2s protect -openssl, then
+	// openssl cms -decrypt and openssl cms -verify, for both ciphers
+	// (the openssl nesting needs no RFC 5083 authAttrs, so openssl 3.0
+	// reads AES-256-GCM too).
+	for _, cipher := range []string{"aes-256-gcm", "aes-256-cbc"} {
+		t.Run("README recipe: e2s protect -openssl, openssl decrypt then verify/"+cipher, func(t *testing.T) {
+			protected := filepath.Join(dir, "recipe-"+cipher+".p7m")
+			alice.ok(t, "protect", "-openssl", "-cipher", cipher, "-to", "bob", docFile, protected)
+			signed := filepath.Join(dir, "recipe-"+cipher+".signed")
+			ossl(t, bob, "cms", "-decrypt", "-binary", "-inform", "DER", "-in", protected,
+				"-recip", bobCert, "-inkey", bobKey, "-out", signed)
+			got := filepath.Join(dir, "recipe-"+cipher+".txt")
+			ossl(t, bob, "cms", "-verify", "-binary", "-inform", "DER", "-in", signed,
+				"-CAfile", aliceCert, "-purpose", "any", "-out", got)
+			if !bytes.Equal(readFile(t, got), doc) {
+				t.Fatal("openssl's decrypted, verified document differs")
+			}
+		})
+	}
+
+	t.Run("e2s protect (RFC nesting), openssl decrypt and verify", func(t *testing.T) {
 		protected := filepath.Join(dir, "e2s.p7m")
 		// openssl <= 3.0.19 cannot read RFC 5083 authAttrs (openssl issue
 		// #26101), so such peers get AES-256-CBC EnvelopedData.
-		alice.ok(t, "protect", "-to", "bob", "-cipher", "aes-256-cbc", docFile, protected)
+		alice.ok(t, "protect", "-to", "bob", "-cipher", "aes-256-cbc", "-compress", "off", docFile, protected)
 		signed := filepath.Join(dir, "e2s.signed")
 		ossl(t, bob, "cms", "-decrypt", "-binary", "-inform", "DER", "-in", protected,
 			"-recip", bobCert, "-inkey", bobKey, "-out", signed)
-		// openssl writes the decrypted SignedData without its ContentInfo.
+		// openssl writes the decrypted SignedData without its ContentInfo
+		// (RFC 5652's nesting): -openssl above avoids this step.
 		signedCI := writeFile(t, "signed.der", contentInfo(t, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}, readFile(t, signed)))
 		inner := filepath.Join(dir, "e2s.inner")
 		ossl(t, bob, "cms", "-verify", "-binary", "-inform", "DER", "-in", signedCI,
 			"-CAfile", aliceCert, "-purpose", "any", "-out", inner)
-		// Debian's openssl has no zlib: inflate the CompressedData here.
-		if got := inflateCompressedData(t, readFile(t, inner)); !bytes.Equal(got, doc) {
+		if !bytes.Equal(readFile(t, inner), doc) {
 			t.Fatal("openssl's decrypted, verified document differs")
 		}
 	})
+
+	// openssl -stream output (indefinite lengths) in every form openssl
+	// writes: DER, PEM and its default S/MIME, detected by e2s open; a
+	// signature without signed attributes (-noattr) opens and is
+	// acknowledged, and the sender checks the acknowledgement.
+	for _, form := range []string{"DER", "PEM", "SMIME"} {
+		t.Run("openssl -stream sign -noattr and encrypt as "+form+", e2s open and acknowledge", func(t *testing.T) {
+			signed := filepath.Join(dir, "noattr-"+form+".signed")
+			ossl(t, alice, "cms", "-sign", "-stream", "-noattr", "-binary", "-in", docFile, "-signer", aliceCert, "-inkey", aliceKey,
+				"-md", "sha256", "-nodetach", "-outform", "DER", "-out", signed)
+			protected := filepath.Join(dir, "noattr-"+form+".p7m")
+			ossl(t, alice, "cms", "-encrypt", "-stream", "-binary", "-in", signed, "-aes-256-gcm", "-recip", bobCert,
+				"-outform", form, "-out", protected)
+			out, ack := filepath.Join(dir, "noattr-"+form+".txt"), filepath.Join(dir, "noattr-"+form+".ack")
+			mustContain(t, bob.ok(t, "open", "-q", protected, out, "-ack-out", ack), "from alice")
+			if !bytes.Equal(readFile(t, out), doc) {
+				t.Fatal("opened document differs")
+			}
+			mustContain(t, alice.ok(t, "verify-ack", ack, "-original", signed), "signed file acknowledgement", "by bob")
+		})
+	}
 
 	t.Run("openssl sign and encrypt, e2s open, openssl verifies the receipt", func(t *testing.T) {
 		signed := filepath.Join(dir, "ossl.signed")
@@ -622,35 +667,6 @@ func contentInfo(t *testing.T, oid asn1.ObjectIdentifier, content []byte) []byte
 		t.Fatal(err)
 	}
 	return der
-}
-
-// inflateCompressedData decodes RFC 3274 CompressedData (the eContent
-// openssl's verify writes) independently of internal/document/cms.
-func inflateCompressedData(t *testing.T, der []byte) []byte {
-	t.Helper()
-	var cd struct {
-		Version int
-		Alg     struct{ Algorithm asn1.ObjectIdentifier }
-		Encap   struct {
-			Type    asn1.ObjectIdentifier
-			Content []byte `asn1:"explicit,tag:0"`
-		}
-	}
-	if rest, err := asn1.Unmarshal(der, &cd); err != nil || len(rest) != 0 {
-		t.Fatalf("CompressedData: %v (%d trailing bytes)", err, len(rest))
-	}
-	if !cd.Alg.Algorithm.Equal(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 3, 8}) {
-		t.Fatalf("compression algorithm %v, want zlib", cd.Alg.Algorithm)
-	}
-	zr, err := zlib.NewReader(bytes.NewReader(cd.Encap.Content))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // SoftHSM2 token for TestPKCS11Token, made before any e2s process starts
@@ -749,7 +765,8 @@ func TestKeystoreImport(t *testing.T) {
 		name, password, want string
 		ok                   bool
 	}{
-		{"wrong file password", "guess", "password", false},
+		// The file's password is blamed, not the keystore's.
+		{"wrong file password", "guess", "e2s: next: put the PKCS#12 file's password in the variable -password-env names", false},
 		{"right file password", "import-secret", "imported imported: CN=imported (ECDSA)", true},
 	}
 	for _, tt := range tests {
@@ -757,7 +774,11 @@ func TestKeystoreImport(t *testing.T) {
 			args := []string{"keystore", "import", "-label", "imported", "-password-env", "P12_PW", p12}
 			env := []string{"P12_PW=" + tt.password}
 			if !tt.ok {
-				mustContain(t, carol.fails(t, env, args...), tt.want)
+				stderr := carol.fails(t, env, args...)
+				mustContain(t, stderr, tt.want)
+				if strings.Contains(stderr, "keystore password (or token PIN) is wrong") {
+					t.Fatalf("the keystore password is blamed:\n%s", stderr)
+				}
 				return
 			}
 			out, stderr, err := carol.runEnv(env, args...)
@@ -768,4 +789,138 @@ func TestKeystoreImport(t *testing.T) {
 			mustContain(t, carol.ok(t, "keystore", "list"), "carol *", "imported ", "CN=imported")
 		})
 	}
+}
+
+// TestFilesAndInterrupts: an existing output is kept without -force;
+// missing inputs and output directories say what to do; SIGTERM (what
+// Ctrl-C also does) during protect stops it with a message, leaves no
+// temporary file and the existing output untouched; a temporary file left
+// by a killed run is removed by the next run writing the same output.
+func TestFilesAndInterrupts(t *testing.T) {
+	alice := world.alice
+	dir := t.TempDir()
+	in := writeFile(t, "doc.txt", document(10<<10))
+	out := filepath.Join(dir, "doc.p7m")
+	alice.ok(t, "protect", "-to", "bob", in, out)
+	first := readFile(t, out)
+
+	mustContain(t, alice.fails(t, nil, "protect", "-to", "bob", in, out), "output file exists", "e2s: next:", "-force")
+	if !bytes.Equal(readFile(t, out), first) {
+		t.Fatal("existing output changed without -force")
+	}
+	alice.ok(t, "protect", "-force", "-to", "bob", in, out)
+	if bytes.Equal(readFile(t, out), first) {
+		t.Fatal("-force did not replace the output")
+	}
+	kept := readFile(t, out)
+
+	mustContain(t, alice.fails(t, nil, "protect", "-to", "bob", filepath.Join(dir, "missing.txt"), filepath.Join(dir, "x.p7m")),
+		"no such input file", "e2s: next: check the input file's name")
+	mustContain(t, alice.fails(t, nil, "protect", "-to", "bob", in, filepath.Join(dir, "nodir", "x.p7m")),
+		"no such directory", "e2s: next: create that directory")
+	mustContain(t, alice.fails(t, nil, "open", filepath.Join(dir, "missing.p7m"), filepath.Join(dir, "x.txt")),
+		"no such input file", "e2s: next:")
+
+	t.Run("SIGTERM during protect", func(t *testing.T) {
+		fifo := filepath.Join(dir, "slow-input")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(self, "-config", alice.config(), "protect", "-force", "-q", "-to", "bob", fifo, out)
+		cmd.Env = append(os.Environ(), asMain+"=1", alice.passwordVar()+"="+alice.password)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Feed some data, and once e2s is at work (the temporary file
+		// made), interrupt it while it waits for more input: the pipe
+		// stays open, so only the interrupt can end it.
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		if _, err := w.Write(document(1 << 20)); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 200 && len(partials(t, dir)) == 0; i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if len(partials(t, dir)) == 0 {
+			t.Fatal("no temporary output while protecting")
+		}
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("exit %v, want 1\n%s", err, stderr.String())
+		}
+		mustContain(t, stderr.String(), "interrupted", "e2s: next: stopped before the end")
+		if p := partials(t, dir); len(p) != 0 {
+			t.Fatalf("temporary files left: %v", p)
+		}
+		if !bytes.Equal(readFile(t, out), kept) {
+			t.Fatal("the existing output changed")
+		}
+	})
+
+	t.Run("leftover of a killed run is removed", func(t *testing.T) {
+		dead := exec.Command("true")
+		if err := dead.Run(); err != nil {
+			t.Fatal(err)
+		}
+		stale := filepath.Join(dir, fmt.Sprintf(".doc.p7m.e2s-partial-%d-123", dead.Process.Pid))
+		if err := os.WriteFile(stale, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// One of a process still running (this test) stays.
+		live := filepath.Join(dir, fmt.Sprintf(".doc.p7m.e2s-partial-%d-456", os.Getpid()))
+		if err := os.WriteFile(live, []byte("busy"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		alice.ok(t, "protect", "-force", "-to", "bob", in, out)
+		mustNotExist(t, stale)
+		if _, err := os.Stat(live); err != nil {
+			t.Fatalf("a running process's temporary file was removed: %v", err)
+		}
+		os.Remove(live)
+	})
+}
+
+// partials lists e2s temporary files in dir.
+func partials(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, ".*.e2s-partial-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestSealTRISA: seal -trisa builds a TRISA Payload from identity and
+// transaction JSON files (the reference peer's acceptance is proved in
+// internal/client TestTRISAPayloadReferencePeer); unseal -trisa prints them
+// back, and refuses a raw envelope with a hint.
+func TestSealTRISA(t *testing.T) {
+	alice := world.alice
+	dir := t.TempDir()
+	id := writeFile(t, "identity.json", []byte(`{"originator": {"originator_persons": [{"natural_person": {"name": {"name_identifiers": [
+		{"primary_identifier": "Doe", "secondary_identifier": "Jane", "name_identifier_type": "NATURAL_PERSON_NAME_TYPE_CODE_LEGL"}]}}}]}}`))
+	tx := writeFile(t, "transaction.json", []byte(`{"txid": "abc123", "amount": 1.5, "network": "ETH"}`))
+	sealed := filepath.Join(dir, "trisa.env")
+	mustContain(t, alice.ok(t, "seal", "-trisa", id, tx, sealed), "sealed TRISA payload")
+	out := alice.ok(t, "unseal", "-trisa", sealed)
+	mustContain(t, out, `"Doe"`, `"txid": "abc123"`, `"network": "ETH"`, `"sent_at"`)
+	raw := filepath.Join(dir, "raw.env")
+	alice.ok(t, "seal", id, raw)
+	mustContain(t, alice.fails(t, nil, "unseal", "-trisa", raw), "not a TRISA payload", "e2s: next:", "'e2s unseal IN OUT'")
+	mustContain(t, alice.fails(t, nil, "seal", "-trisa", tx, id, filepath.Join(dir, "x.env")), "identity (IVMS101", "e2s: next:")
+	mustContain(t, alice.ok(t, "help"), "raw IN for records at rest")
 }

@@ -1,17 +1,20 @@
 package client
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
-	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/e2sgate/e2sgate/internal/document/cms"
-	"github.com/e2sgate/e2sgate/internal/document/keystore"
 )
 
 // ProtectOptions controls Protect.
@@ -28,28 +31,47 @@ type ProtectOptions struct {
 	// compressed document, not encrypted): what VerifyAck needs when our
 	// key cannot decrypt our own copy, e.g. on a token.
 	Keep string
+	// Compress is "auto" (the default: only when a sample of the document
+	// compresses), "on" or "off".
+	Compress string
+	// OpenSSL writes the nesting "openssl cms -decrypt | openssl cms
+	// -verify" reads (the SignedData ContentInfo encrypted as id-data).
+	OpenSSL bool
+	// Force replaces existing output files.
+	Force bool
+	// Progress, if set, reports the bytes read.
+	Progress *Progress
 }
 
 // ProtectResult describes a protected document.
 type ProtectResult struct {
 	To          string
-	Size        int
-	Written     int
+	Size        int64
+	Written     int64
+	Compressed  bool
 	ReceiptAsk  bool
 	Fingerprint string
 }
 
-// Protect compresses, signs and encrypts the document in for partner opts.To
-// and writes the message to out. The message is also encrypted to our own
-// certificate, so that we can open it again later to check the partner's
-// acknowledgement (VerifyAck).
-func (c *Client) Protect(in, out string, opts ProtectOptions) (*ProtectResult, error) {
+// Protect compresses (see ProtectOptions.Compress), signs and encrypts the
+// document in for partner opts.To and writes the message to out, streaming:
+// memory does not grow with the document. The message is also encrypted to
+// our own certificate, so that we can open it again later to check the
+// partner's acknowledgement (VerifyAck). Nothing is written under out (or
+// opts.Keep) unless every step succeeds; ctx stops the work.
+func (c *Client) Protect(ctx context.Context, in, out string, opts ProtectOptions) (res *ProtectResult, err error) {
 	if err := distinct(in, out, opts.Keep); err != nil {
 		return nil, err
 	}
-	doc, err := readInput(in)
-	if err != nil {
-		return nil, err
+	po := cms.ProtectStreamOptions{ProtectOptions: cms.ProtectOptions{Encrypt: cms.EncryptOptions{Cipher: opts.Cipher}}, OpenSSLNesting: opts.OpenSSL}
+	switch opts.Compress {
+	case "", "auto":
+		po.AutoCompress = true
+	case "on":
+	case "off":
+		po.NoCompression = true
+	default:
+		return nil, fmt.Errorf("compress %q: auto, on or off: %w", opts.Compress, ErrUsage)
 	}
 	p, err := c.partner(opts.To)
 	if err != nil {
@@ -63,7 +85,6 @@ func (c *Client) Protect(in, out string, opts ProtectOptions) (*ProtectResult, e
 	if err != nil {
 		return nil, err
 	}
-	po := cms.ProtectOptions{Encrypt: cms.EncryptOptions{Cipher: opts.Cipher}}
 	if opts.Ack {
 		po.Sign.ReceiptRequest = &cms.ReceiptRequest{ReceiptsTo: []string{c.cfg.ReceiptsTo}}
 	}
@@ -71,16 +92,73 @@ func (c *Client) Protect(in, out string, opts ProtectOptions) (*ProtectResult, e
 	if own := cred.Certificate(); !own.Equal(p.Certificate) {
 		recipients = append(recipients, own)
 	}
-	p2, err := cms.ProtectDocument(doc, cred.Signer, cred.Chain, recipients, po)
+	src, size, err := openInput(in)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	defer closeOnDone(ctx, src)()
+	dst, err := createOutput(out, 0o644, opts.Force)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			dst.abort()
+		}
+	}()
+	var keep *pendingFile
+	if opts.Keep != "" {
+		if keep, err = createOutput(opts.Keep, 0o600, opts.Force); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				keep.abort()
+			}
+		}()
+		po.Keep = keep
+	}
+	r := ctxReader{ctx: ctx, r: opts.Progress.wrap(src, size)}
+	sp, err := cms.ProtectStream(dst, r, cred.Signer, cred.Chain, recipients, po)
+	opts.Progress.done()
+	if err == nil {
+		err = interrupted(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("protect %s for %s: %w", in, opts.To, err)
 	}
-	msg := p2.Message
-	if err := writeOutputs(Output{Path: out, Data: msg, Mode: 0o644}, Output{Path: opts.Keep, Data: p2.SignedData, Mode: 0o600}); err != nil {
+	if err := commitAll(dst, keep); err != nil {
 		return nil, err
 	}
-	c.log.Info("protected", "in", in, "out", out, "to", opts.To, "size", len(doc), "receipt_request", opts.Ack)
-	return &ProtectResult{To: opts.To, Size: len(doc), Written: len(msg), ReceiptAsk: opts.Ack, Fingerprint: fingerprint(p.Certificate)}, nil
+	written := int64(-1)
+	if st, err := os.Stat(out); err == nil {
+		written = st.Size()
+	}
+	c.log.Info("protected", "in", in, "out", out, "to", opts.To, "size", sp.Size, "compressed", sp.Compressed, "receipt_request", opts.Ack)
+	return &ProtectResult{To: opts.To, Size: sp.Size, Written: written, Compressed: sp.Compressed, ReceiptAsk: opts.Ack, Fingerprint: fingerprint(p.Certificate)}, nil
+}
+
+// commitAll commits the outputs in order; if one fails, those already
+// renamed are removed again and the rest aborted.
+func commitAll(files ...*pendingFile) error {
+	var done []string
+	for i, f := range files {
+		if f == nil {
+			continue
+		}
+		if err := f.commit(); err != nil {
+			for _, p := range done {
+				os.Remove(p)
+			}
+			for _, g := range files[i+1:] {
+				g.abort()
+			}
+			return err
+		}
+		done = append(done, f.path)
+	}
+	return nil
 }
 
 // OpenOptions controls Open.
@@ -91,38 +169,40 @@ type OpenOptions struct {
 	AckOut string
 	// FileName is the name the acknowledgement states; default: base of out.
 	FileName string
+	// MaxSize bounds the document's size (DefaultMaxOpen if <= 0), against
+	// compressed data that inflates without end.
+	MaxSize int64
+	// Force replaces existing output files.
+	Force bool
+	// Progress, if set, reports the bytes read.
+	Progress *Progress
 }
+
+// DefaultMaxOpen is the largest document Open writes unless told otherwise.
+const DefaultMaxOpen = 64 << 30
 
 // OpenResult describes an opened document.
 type OpenResult struct {
 	From            string
 	SignedAt        time.Time
-	Size            int
+	Size            int64
 	Compressed      bool
 	ReceiptAsked    bool
 	AckWritten      bool
 	EncryptedAsData bool
+	Format          cms.Format
 }
 
-// opened is a decrypted, verified, decompressed document.
-type opened struct {
-	content    []byte
-	signedData []byte // DER (or BER) ContentInfo(SignedData)
-	signed     *cms.Signed
-	compressed bool
-	asData     bool // the encryption carried the SignedData as id-data (openssl's nesting)
-}
-
-// Open decrypts the message in with our credential, verifies the signature
-// against the certstore, decompresses, and writes the document to out and,
-// if asked, the signed file acknowledgement to opts.AckOut. Nothing is
-// written unless every step succeeds.
-func (c *Client) Open(in, out string, opts OpenOptions) (*OpenResult, error) {
+// Open decrypts the message in (DER, PEM or S/MIME, detected) with our
+// credential, verifies the signature against the certstore, decompresses,
+// and writes the document to out and, if asked, the signed file
+// acknowledgement to opts.AckOut, streaming. The document is written to a
+// temporary file renamed to out only after the GCM tag and the signature
+// have been checked: nothing is written unless every step succeeds. It
+// reads Protect's nesting and the one "openssl cms -sign | openssl cms
+// -encrypt" writes (the SignedData encrypted as id-data).
+func (c *Client) Open(ctx context.Context, in, out string, opts OpenOptions) (res *OpenResult, err error) {
 	if err := distinct(in, out, opts.AckOut); err != nil {
-		return nil, err
-	}
-	msg, err := readInput(in)
-	if err != nil {
 		return nil, err
 	}
 	cred, err := c.credential()
@@ -133,11 +213,50 @@ func (c *Client) Open(in, out string, opts OpenOptions) (*OpenResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	o, err := c.open(msg, cred, vo)
+	key, err := decryptionKey(cred)
+	if err != nil {
+		return nil, err
+	}
+	src, size, err := openInput(in)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	defer closeOnDone(ctx, src)()
+	msg, format, err := cms.Unarmor(ctxReader{ctx: ctx, r: opts.Progress.wrap(src, size)})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", in, err)
 	}
-	signer := o.signed.Signers[0]
+	dst, err := createOutput(out, 0o600, opts.Force)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			dst.abort()
+		}
+	}()
+	var ackFile *pendingFile
+	if opts.AckOut != "" {
+		if ackFile, err = createOutput(opts.AckOut, 0o644, opts.Force); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				ackFile.abort()
+			}
+		}()
+	}
+	max := opts.MaxSize
+	if max <= 0 {
+		max = DefaultMaxOpen
+	}
+	o, err := cms.OpenStream(dst, msg, cred.Certificate(), key, cms.OpenOptions{Verify: vo, MaxSize: max})
+	opts.Progress.done()
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", in, err)
+	}
+	signer := o.Signed.Signers[0]
 	from := c.whoIs(signer.Certificate)
 	if opts.From != "" {
 		want, err := c.partner(opts.From)
@@ -148,83 +267,30 @@ func (c *Client) Open(in, out string, opts OpenOptions) (*OpenResult, error) {
 			return nil, fmt.Errorf("open %s: signed by %s, not %s: %w", in, from, opts.From, ErrWrongSender)
 		}
 	}
-	res := &OpenResult{From: from, SignedAt: signer.SigningTime, Size: len(o.content), Compressed: o.compressed,
-		ReceiptAsked: hasReceiptRequest(o.signedData), EncryptedAsData: o.asData}
-	outs := []Output{{Path: out, Data: o.content, Mode: 0o600}}
-	if opts.AckOut != "" {
+	res = &OpenResult{From: from, SignedAt: signer.SigningTime, Size: o.Size, Compressed: o.Compressed,
+		ReceiptAsked: hasReceiptRequest(o.SignedData), EncryptedAsData: o.AsData, Format: format}
+	if ackFile != nil {
 		name := opts.FileName
 		if name == "" {
 			name = filepath.Base(out)
 		}
-		ack, err := cms.Acknowledge(o.signedData, o.content, name, cred.Signer, cred.Chain, cms.AckOptions{Verify: vo})
+		ack, err := cms.AcknowledgeOpened(o, name, cred.Signer, cred.Chain, cms.AckOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("acknowledge %s: %w", in, err)
 		}
-		outs = append(outs, Output{Path: opts.AckOut, Data: ack, Mode: 0o644})
+		if _, err := ackFile.Write(ack); err != nil {
+			return nil, fmt.Errorf("write %s: %w", opts.AckOut, err)
+		}
 		res.AckWritten = true
 	}
-	if err := writeOutputs(outs...); err != nil {
+	if err := interrupted(ctx); err != nil {
+		return nil, fmt.Errorf("open %s: %w", in, err)
+	}
+	if err := commitAll(dst, ackFile); err != nil {
 		return nil, err
 	}
-	c.log.Info("opened", "in", in, "out", out, "from", from, "size", len(o.content), "ack", opts.AckOut)
+	c.log.Info("opened", "in", in, "out", out, "from", from, "size", o.Size, "format", string(format), "ack", opts.AckOut)
 	return res, nil
-}
-
-// open decrypts and verifies msg. Besides Protect's nesting (the encrypted
-// content type is id-signedData) it accepts the nesting "openssl cms -sign
-// | openssl cms -encrypt" writes, where the SignedData ContentInfo is
-// encrypted as id-data; either way the content must be signed.
-func (c *Client) open(msg []byte, cred *keystore.Credential, vo cms.VerifyOptions) (*opened, error) {
-	key, err := decryptionKey(cred)
-	if err != nil {
-		return nil, err
-	}
-	o, err := cms.Open(msg, cred.Certificate(), key, cms.OpenOptions{Verify: vo})
-	if err == nil {
-		return &opened{content: o.Content, signedData: o.SignedData, signed: o.Signed, compressed: o.Compressed}, nil
-	}
-	if !errors.Is(err, cms.ErrUnexpectedContentType) {
-		return nil, err
-	}
-	inner, derr := cms.Decrypt(msg, cred.Certificate(), key)
-	if derr != nil {
-		// Not id-data either: the signed content had an unexpected type.
-		return nil, err
-	}
-	if !isSignedData(inner) {
-		return nil, fmt.Errorf("%w: the encrypted content carries no signature", ErrNotSigned)
-	}
-	r, err := c.verifySigned(inner, vo)
-	if err != nil {
-		return nil, err
-	}
-	r.asData = true
-	return r, nil
-}
-
-// verifySigned verifies a SignedData ContentInfo and decompresses its
-// content if it is CompressedData.
-func (c *Client) verifySigned(signedData []byte, vo cms.VerifyOptions) (*opened, error) {
-	s, err := cms.Verify(signedData, vo)
-	if err != nil {
-		return nil, err
-	}
-	r := &opened{signedData: signedData, signed: s, content: s.Content}
-	switch {
-	case s.ContentType.Equal(oidData):
-	case s.ContentType.Equal(oidCompressedData):
-		ci, err := asn1.Marshal(contentInfo{ContentType: oidCompressedData, Content: asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: s.Content}})
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", cms.ErrMalformed, err)
-		}
-		if r.content, err = cms.Decompress(ci, 0); err != nil {
-			return nil, err
-		}
-		r.compressed = true
-	default:
-		return nil, fmt.Errorf("signed content %v: %w", s.ContentType, cms.ErrUnexpectedContentType)
-	}
-	return r, nil
 }
 
 var (
@@ -298,33 +364,48 @@ type AckResult struct {
 	FileDigest  []byte
 	SignedAt    time.Time
 	ESSReceipt  bool
-	DocumentLen int
+	DocumentLen int64
 }
 
 // VerifyAck checks the signed file acknowledgement in ack against the
 // message we sent: original is either the protected file (encrypted to us
-// too by Protect) or the SignedData we kept. It proves the partner received
-// and decrypted exactly that document.
-func (c *Client) VerifyAck(ack, original string) (*AckResult, error) {
+// too by Protect) or the SignedData we kept, in any of the formats Open
+// reads, streamed. It proves the partner received and decrypted exactly
+// that document.
+func (c *Client) VerifyAck(ctx context.Context, ack, original string) (*AckResult, error) {
 	ackDER, err := readInput(ack)
 	if err != nil {
 		return nil, err
 	}
-	orig, err := readInput(original)
-	if err != nil {
-		return nil, err
+	if ackDER, err = unarmorAll(ackDER); err != nil {
+		return nil, fmt.Errorf("acknowledgement %s: %w", ack, err)
 	}
 	cred, err := c.credential()
 	if err != nil {
 		return nil, err
 	}
+	src, _, err := openInput(original)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	msg, _, err := cms.Unarmor(ctxReader{ctx: ctx, r: src})
+	if err != nil {
+		return nil, fmt.Errorf("original %s: %w", original, err)
+	}
+	br := bufio.NewReader(msg)
+	head, _ := br.Peek(32)
 	// Our own signature on the original.
-	self := cms.VerifyOptions{Registered: []*x509.Certificate{cred.Certificate()}}
-	var o *opened
-	if isSignedData(orig) {
-		o, err = c.verifySigned(orig, self)
+	oo := cms.OpenOptions{Verify: cms.VerifyOptions{Registered: []*x509.Certificate{cred.Certificate()}},
+		DocumentHashes: []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512}, MaxSize: DefaultMaxOpen}
+	var o *cms.Opened
+	if isSignedData(head) {
+		o, err = cms.OpenSignedStream(io.Discard, br, oo)
 	} else {
-		o, err = c.open(orig, cred, self)
+		var key crypto.PrivateKey
+		if key, err = decryptionKey(cred); err == nil {
+			o, err = cms.OpenStream(io.Discard, br, cred.Certificate(), key, oo)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("original %s (must be a file you protected): %w", original, err)
@@ -333,14 +414,26 @@ func (c *Client) VerifyAck(ack, original string) (*AckResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := cms.VerifyAcknowledgement(ackDER, o.signedData, o.content, vo)
+	a, err := cms.VerifyAcknowledgementOpened(ackDER, o, vo)
 	if err != nil {
 		return nil, fmt.Errorf("acknowledgement %s of %s: %w", ack, original, err)
 	}
 	by := c.whoIs(a.Signer.Certificate)
 	c.log.Info("acknowledgement verified", "ack", ack, "original", original, "by", by)
 	return &AckResult{By: by, FileName: a.FileName, FileSize: a.FileSize, FileHash: a.FileHash, FileDigest: a.FileDigest,
-		SignedAt: a.SigningTime, ESSReceipt: len(a.ContentIdentifier) > 0, DocumentLen: len(o.content)}, nil
+		SignedAt: a.SigningTime, ESSReceipt: len(a.ContentIdentifier) > 0, DocumentLen: o.Size}, nil
+}
+
+// unarmorAll decodes a small message held in memory (PEM, S/MIME or DER).
+func unarmorAll(b []byte) ([]byte, error) {
+	r, format, err := cms.Unarmor(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	if format == cms.FormatDER {
+		return b, nil
+	}
+	return io.ReadAll(io.LimitReader(r, MaxInput))
 }
 
 // verifyOptions trusts the partner certificates in the certstore (and the

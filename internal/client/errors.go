@@ -23,6 +23,18 @@ var (
 	// ErrWrongSender means a document is signed by someone other than the
 	// partner the caller expected.
 	ErrWrongSender = errors.New("document signed by another partner")
+	// ErrNoInput means an input file does not exist.
+	ErrNoInput = errors.New("no such input file")
+	// ErrOutputDir means an output's directory does not exist.
+	ErrOutputDir = errors.New("no such directory for the output")
+	// ErrOutputExists means an output file exists and -force was not given.
+	ErrOutputExists = errors.New("output file exists")
+	// ErrImportPassword means a PKCS#12 file's own password is wrong.
+	ErrImportPassword = errors.New("wrong password for the PKCS#12 file")
+	// ErrNotTRISA means an envelope's payload is not a TRISA Payload.
+	ErrNotTRISA = errors.New("payload is not a TRISA identity and transaction")
+	// ErrInterrupted means the work was stopped (Ctrl-C, SIGTERM).
+	ErrInterrupted = errors.New("interrupted")
 	// ErrBadInput means an input file is not of the expected kind.
 	ErrBadInput = errors.New("input is not of the expected kind")
 )
@@ -36,6 +48,11 @@ var hints = []struct {
 	{ErrConfigExists, "keep it and go on with 'e2s keygen', edit it, or write another with 'e2s -config FILE init'"},
 	{ErrConfig, "run 'e2s init' to write a default one, or fix the configuration file (see cmd/e2s/README.md), or pass -config FILE"},
 	{ErrNoSecret, "provide the keystore password as the config's keystore section names it (by default: export E2S_PASSWORD=...)"},
+	{ErrImportPassword, "put the PKCS#12 file's password in the variable -password-env names (without -password-env it must equal the keystore's password)"},
+	{ErrInterrupted, "stopped before the end: no output was written and an existing file is unchanged; run the command again"},
+	{ErrNoInput, "check the input file's name and path ('-' reads standard input)"},
+	{ErrOutputDir, "create that directory first, or give an output path in an existing directory"},
+	{ErrOutputExists, "choose another output name, or add -force to replace the file (it is replaced only when the new one is complete)"},
 	{keystore.ErrWrongPassword, "the keystore password (or token PIN) is wrong: check the variable or file the config's keystore section names"},
 	{keystore.ErrNotFound, "create the credential with 'e2s keygen', or set credential: in the config to a label 'e2s keystore list' shows"},
 	{keystore.ErrExists, "that label is taken: choose another -label, or use the existing credential"},
@@ -65,9 +82,11 @@ var hints = []struct {
 	{cms.ErrDecompress, "the document does not decompress (damaged, or larger than allowed): ask the sender to send it again"},
 	{cms.ErrMissingMGF1, "the sender's software writes faulty RSA-OAEP parameters: ask them to upgrade or use PKCS#1 v1.5"},
 	{ErrNotSigned, "refusing an unsigned document: ask the sender to sign and encrypt it ('e2s protect')"},
+	{cms.ErrNotSigned, "refusing an unsigned document: ask the sender to sign and encrypt it ('e2s protect', or openssl cms -sign then -encrypt)"},
+	{cms.ErrNoContent, "this is a detached signature: give the signed file as well (for a header signature: 'e2s verify-header -from PARTNER FILE VALUE')"},
 	{cms.ErrUnexpectedContentType, "this is not a file of that kind: check you gave the right file"},
 	{cms.ErrMalformed, "the file is truncated or not of the expected kind: check you gave the right file, or ask for it again"},
-	{cms.ErrUnsupportedAlgorithm, "the file uses an algorithm e2s does not support: ask the sender for AES-256 and SHA-2"},
+	{cms.ErrUnsupportedAlgorithm, "e2s does not support what the message above names: ask the sender to use what e2s reads (AES-256-GCM or AES-256-CBC; SHA-256/384/512; RSA or ECDSA P-256/P-384/P-521; zlib)"},
 	{cms.ErrUnsupportedKey, "the credential's key type cannot do this; an RSA credential can do everything"},
 	{envelope.ErrWrongKey, "the envelope is sealed to another key: unseal it with the credential whose public key sealed it"},
 	{envelope.ErrHMACMismatch, "the envelope was altered or damaged: do not use it"},
@@ -75,6 +94,7 @@ var hints = []struct {
 	{envelope.ErrState, "this envelope is not sealed (or is an error envelope): check you gave the right file"},
 	{envelope.ErrMalformed, "the file is truncated or not a sealed envelope: check you gave the right file"},
 	{envelope.ErrUnsupportedAlgorithm, "sealing needs an RSA public key (PEM PUBLIC KEY or CERTIFICATE)"},
+	{ErrNotTRISA, "this envelope holds other data (a record sealed with plain 'e2s seal'): open it with 'e2s unseal IN OUT'"},
 	{ErrBadInput, "check you gave the right file"},
 	{ErrUsage, "run 'e2s help' for the commands and their arguments"},
 }

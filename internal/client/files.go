@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -38,6 +39,9 @@ func writeOutputs(outs ...Output) error {
 func writeAtomic(path string, data []byte, mode os.FileMode) (err error) {
 	if mode == 0 {
 		mode = 0o600
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+		return fmt.Errorf("output %s: directory %s: %w", path, filepath.Dir(path), ErrOutputDir)
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -77,6 +81,9 @@ func readInput(path string) ([]byte, error) {
 		r = os.Stdin
 	} else {
 		f, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("input %s: %w", path, ErrNoInput)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read input: %w", err)
 		}

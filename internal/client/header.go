@@ -10,15 +10,16 @@ import (
 // SignHeader returns the header signature value over the exact bytes of
 // the file: a detached CMS SignedData, SHA-512, no certificates, base64.
 func (c *Client) SignHeader(file string) (string, error) {
-	body, err := readInput(file)
+	body, _, err := openInput(file)
 	if err != nil {
 		return "", err
 	}
+	defer body.Close()
 	cred, err := c.credential()
 	if err != nil {
 		return "", err
 	}
-	v, err := cms.SignHeader(body, cred.Signer, cred.Certificate())
+	v, err := cms.SignHeaderStream(body, cred.Signer, cred.Certificate())
 	if err != nil {
 		return "", fmt.Errorf("sign-header %s: %w", file, err)
 	}
@@ -29,10 +30,11 @@ func (c *Client) SignHeader(file string) (string, error) {
 // partner from's registered certificate, which must be valid and not
 // revoked.
 func (c *Client) VerifyHeader(from, file, value string) error {
-	body, err := readInput(file)
+	body, _, err := openInput(file)
 	if err != nil {
 		return err
 	}
+	defer body.Close()
 	p, err := c.partner(from)
 	if err != nil {
 		return err
@@ -41,7 +43,7 @@ func (c *Client) VerifyHeader(from, file, value string) error {
 	if err != nil {
 		return err
 	}
-	_, err = cms.VerifyHeader(value, body, p.Certificate, cms.HeaderVerifyOptions{CheckRevocation: s.CheckRevocation})
+	_, err = cms.VerifyHeaderStream(value, body, p.Certificate, cms.HeaderVerifyOptions{CheckRevocation: s.CheckRevocation})
 	if errors.Is(err, cms.ErrSignerNotFound) {
 		// Only the registered certificate counts; another signer is not
 		// "unknown", it is the wrong one.

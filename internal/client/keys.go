@@ -3,6 +3,7 @@ package client
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"time"
 
@@ -127,6 +128,10 @@ func (c *Client) ImportPKCS12(label, path, passwordEnv string) (*KeyInfo, error)
 		return nil, fmt.Errorf("keystore import: a PKCS#11 token generates its keys: %w", keystore.ErrUnsupported)
 	}
 	if err := f.ImportPKCS12(label, data, password); err != nil {
+		if errors.Is(err, keystore.ErrWrongPassword) {
+			// The file's password, not the keystore's.
+			return nil, fmt.Errorf("keystore import %s: %w", path, ErrImportPassword)
+		}
 		return nil, fmt.Errorf("keystore import %s: %w", path, err)
 	}
 	cred, err := f.Credential(label)

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/e2sgate/e2sgate/internal/document/envelope"
+	"github.com/e2sgate/e2sgate/internal/document/envelope/pb"
 )
 
 // SealResult describes a sealed envelope.
@@ -27,14 +28,8 @@ func (c *Client) Seal(keyFile, in, out string) (*SealResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pub crypto.PublicKey
-	if keyFile == "" {
-		cert, err := c.Certificate()
-		if err != nil {
-			return nil, err
-		}
-		pub = cert.PublicKey
-	} else if pub, err = readPublicKey(keyFile); err != nil {
+	pub, err := c.sealKey(keyFile)
+	if err != nil {
 		return nil, err
 	}
 	env, err := envelope.SealPayload(payload, pub)
@@ -52,34 +47,55 @@ func (c *Client) Seal(keyFile, in, out string) (*SealResult, error) {
 	return &SealResult{ID: env.Id, PublicKeySignature: env.PublicKeySignature}, nil
 }
 
+// sealKey is the RSA public key in keyFile, or our own when it is empty.
+func (c *Client) sealKey(keyFile string) (crypto.PublicKey, error) {
+	if keyFile == "" {
+		cert, err := c.Certificate()
+		if err != nil {
+			return nil, err
+		}
+		return cert.PublicKey, nil
+	}
+	return readPublicKey(keyFile)
+}
+
+// unseal opens the sealed envelope in with our RSA credential.
+func (c *Client) unseal(in string) (*envelope.Clear, *pb.SecureEnvelope, error) {
+	b, err := readInput(in)
+	if err != nil {
+		return nil, nil, err
+	}
+	env, err := envelope.Unmarshal(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("unseal %s: %w", in, err)
+	}
+	cred, err := c.credential()
+	if err != nil {
+		return nil, nil, err
+	}
+	dec, err := cred.Decrypter()
+	if err != nil {
+		return nil, nil, fmt.Errorf("unseal %s: %w", in, err)
+	}
+	clear, err := envelope.Open(env, dec)
+	if err != nil {
+		if mine, e := envelope.PublicKeySignature(cred.Signer.Public()); e == nil && mine != env.PublicKeySignature {
+			return nil, nil, fmt.Errorf("unseal %s (sealed to %s, your key is %s): %w", in, env.PublicKeySignature, mine, err)
+		}
+		return nil, nil, fmt.Errorf("unseal %s: %w", in, err)
+	}
+	return clear, env, nil
+}
+
 // Unseal opens the sealed envelope in with our RSA credential and writes
 // the payload to out. The HMAC is checked before anything is decrypted.
 func (c *Client) Unseal(in, out string) (*SealResult, error) {
 	if err := distinct(in, out); err != nil {
 		return nil, err
 	}
-	b, err := readInput(in)
+	clear, env, err := c.unseal(in)
 	if err != nil {
 		return nil, err
-	}
-	env, err := envelope.Unmarshal(b)
-	if err != nil {
-		return nil, fmt.Errorf("unseal %s: %w", in, err)
-	}
-	cred, err := c.credential()
-	if err != nil {
-		return nil, err
-	}
-	dec, err := cred.Decrypter()
-	if err != nil {
-		return nil, fmt.Errorf("unseal %s: %w", in, err)
-	}
-	clear, err := envelope.Open(env, dec)
-	if err != nil {
-		if mine, e := envelope.PublicKeySignature(cred.Signer.Public()); e == nil {
-			return nil, fmt.Errorf("unseal %s (sealed to %s, your key is %s): %w", in, env.PublicKeySignature, mine, err)
-		}
-		return nil, fmt.Errorf("unseal %s: %w", in, err)
 	}
 	if err := writeOutputs(Output{Path: out, Data: clear.Payload, Mode: 0o600}); err != nil {
 		return nil, err

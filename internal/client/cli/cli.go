@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/e2sgate/e2sgate/internal/client"
 	"github.com/e2sgate/e2sgate/internal/client/buy"
@@ -99,12 +102,25 @@ func (e *env) client() (*client.Client, error) {
 
 func (e *env) printf(format string, args ...any) { fmt.Fprintf(e.stdout, format, args...) }
 
+// progress reports long work on stderr when it is a terminal and quiet is
+// not set; otherwise nil (silent).
+func (e *env) progress(verb string, quiet bool) *client.Progress {
+	f, ok := e.stderr.(*os.File)
+	if quiet || !ok {
+		return nil
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		return nil
+	}
+	return &client.Progress{W: e.stderr, Verb: verb}
+}
+
 // command is one subcommand.
 type command struct {
 	name  string // "protect", "exchange request"
 	args  string // synopsis of flags and arguments
 	help  string
-	nargs int // positional arguments
+	nargs int // positional arguments; -1: the command checks them
 	flags func(fs *flag.FlagSet) func(e *env, args []string) error
 }
 
@@ -114,16 +130,16 @@ var commands = []command{
 	{"cert export", "[-out FILE]", "print (or write) your certificate as PEM, to give to partners", 0, cmdCertExport},
 	{"keystore list", "", "list the credentials in the keystore", 0, cmdKeystoreList},
 	{"keystore import", "-label L [-password-env VAR] FILE.p12", "import a key and chain from a PKCS#12 file (password in $VAR, default: the keystore's)", 1, cmdKeystoreImport},
-	{"protect", "-to PARTNER [-ack] [-cipher aes-256-gcm|aes-256-cbc] [-keep SIGNED] IN OUT", "compress, sign and encrypt IN for PARTNER (-ack requests a signed receipt)", 2, cmdProtect},
-	{"open", "[-from PARTNER] [-ack-out ACK] [-name NAME] IN OUT", "decrypt, verify and decompress IN; -ack-out writes the signed file acknowledgement", 2, cmdOpen},
+	{"protect", "-to PARTNER [-ack] [-cipher aes-256-gcm|aes-256-cbc] [-compress auto|on|off] [-openssl] [-keep SIGNED] [-force] [-q] IN OUT", "compress (if it pays), sign and encrypt IN for PARTNER, streaming (-ack requests a signed receipt; -openssl nests for openssl cms)", 2, cmdProtect},
+	{"open", "[-from PARTNER] [-ack-out ACK] [-name NAME] [-max-size SIZE] [-force] [-q] IN OUT", "decrypt, verify and decompress IN (DER, PEM or S/MIME), streaming; -ack-out writes the signed file acknowledgement", 2, cmdOpen},
 	{"verify-ack", "-original PROTECTED ACK", "check that ACK acknowledges exactly the document in PROTECTED (a file you protected)", 1, cmdVerifyAck},
 	{"keystore init", "[-label L] [-type rsa-3072|ecdsa-p256|...]", "same as keygen: make the credential the config names", 0, cmdKeygen},
 	{"keystore export-cert", "[-out FILE]", "same as cert export", 0, cmdCertExport},
 	{"sign", "--detached --header FILE", "same as sign-header (the only signing mode apart from protect)", 1, cmdSign},
 	{"sign-header", "FILE", "print the header signature value over FILE (detached CMS, SHA-512, no certificates, base64)", 1, cmdSignHeader},
 	{"verify-header", "-from PARTNER FILE VALUE", "check a header signature VALUE over FILE against PARTNER's certificate", 2, cmdVerifyHeader},
-	{"seal", "[-key PUBKEY.pem] IN OUT", "seal IN in a sealed envelope for an RSA public key (default: your own)", 2, cmdSeal},
-	{"unseal", "IN OUT", "open a sealed envelope with your RSA key", 2, cmdUnseal},
+	{"seal", "[-key PUBKEY.pem] (IN OUT | -trisa IDENTITY.json TRANSACTION.json OUT)", "seal in a TRISA sealed envelope for an RSA public key (default: your own): raw IN for records at rest (a TRISA peer refuses it); -trisa for a TRISA peer (IVMS101 identity, transaction, sent_at)", -1, cmdSeal},
+	{"unseal", "(IN OUT | -trisa IN)", "open a sealed envelope with your RSA key; -trisa prints the TRISA identity and transaction as JSON", -1, cmdUnseal},
 	{"exchange request", "-to PARTNER OUT", "write a signed certificate exchange request for PARTNER", 1, cmdExchangeRequest},
 	{"exchange respond", "IN OUT", "store the requester's certificate and write your signed answer", 2, cmdExchangeRespond},
 	{"exchange complete", "-request REQ ANSWER", "store the partner's certificate from the answer to your request REQ", 1, cmdExchangeComplete},
@@ -180,7 +196,7 @@ func run(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %v: %w", cmd.name, err, client.ErrUsage)
 	}
-	if len(pos) != cmd.nargs {
+	if cmd.nargs >= 0 && len(pos) != cmd.nargs {
 		return fmt.Errorf("e2s %s %s: want %d arguments, got %d: %w", cmd.name, cmd.args, cmd.nargs, len(pos), client.ErrUsage)
 	}
 	defer func() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,5 +68,45 @@ func TestUsage(t *testing.T) {
 	}
 	if Report(&bytes.Buffer{}, nil) != 0 {
 		t.Error("no error, exit status not 0")
+	}
+}
+
+// TestProgressOnlyOnTerminal: progress is off for a buffer, a file, a
+// pipe, and with -q; on for a terminal (when the test has one).
+func TestProgressOnlyOnTerminal(t *testing.T) {
+	var buf bytes.Buffer
+	if (&env{stderr: &buf}).progress("open", false) != nil {
+		t.Fatal("progress to a buffer")
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if (&env{stderr: f}).progress("open", false) != nil {
+		t.Fatal("progress to a file")
+	}
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		defer tty.Close()
+		if (&env{stderr: tty}).progress("open", false) == nil {
+			t.Fatal("no progress on a terminal")
+		}
+		if (&env{stderr: tty}).progress("open", true) != nil {
+			t.Fatal("progress on a terminal with -q")
+		}
+	}
+}
+
+// TestParseSize: -max-size takes bytes with K, M, G or T.
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"1024": 1024, "64G": 64 << 30, "512M": 512 << 20, "2k": 2048, "1T": 1 << 40} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "G", "-1", "0", "1.5G", "9999999999T"} {
+		if _, err := parseSize(bad); !errors.Is(err, client.ErrUsage) {
+			t.Errorf("parseSize(%q): %v, want a usage error", bad, err)
+		}
 	}
 }

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -87,6 +89,10 @@ func cmdProtect(fs *flag.FlagSet) func(*env, []string) error {
 	ack := fs.Bool("ack", false, "request a signed receipt (RFC 2634)")
 	cipher := fs.String("cipher", "aes-256-gcm", "content encryption: aes-256-gcm, or aes-256-cbc for older peers (openssl <= 3.0.19)")
 	keep := fs.String("keep", "", "also write the inner SignedData (signed, not encrypted) to `file`, for verify-ack")
+	compress := fs.String("compress", "", "compression: auto (only if a sample compresses), on, off (default auto; off with -openssl)")
+	openssl := fs.Bool("openssl", false, "nest as openssl does, so that 'openssl cms -decrypt | openssl cms -verify' reads the file (see cmd/e2s/README.md)")
+	force := fs.Bool("force", false, "replace OUT (and -keep) if it exists")
+	quiet := fs.Bool("q", false, "no progress on the terminal")
 	return func(e *env, args []string) error {
 		if err := required("to", *to); err != nil {
 			return err
@@ -104,11 +110,23 @@ func cmdProtect(fs *flag.FlagSet) func(*env, []string) error {
 		if err != nil {
 			return err
 		}
-		r, err := c.Protect(args[0], args[1], client.ProtectOptions{To: *to, Ack: *ack, Cipher: cph, Keep: *keep})
+		comp := *compress
+		if comp == "" && *openssl {
+			comp = "off" // openssl as Debian builds it has no zlib
+		}
+		r, err := c.Protect(e.ctx, args[0], args[1], client.ProtectOptions{To: *to, Ack: *ack, Cipher: cph, Keep: *keep,
+			Compress: comp, OpenSSL: *openssl, Force: *force, Progress: e.progress("protect", *quiet)})
 		if err != nil {
 			return err
 		}
-		e.printf("protected %s (%d bytes) for %s: %s (%d bytes, %s)\n", args[0], r.Size, r.To, args[1], r.Written, *cipher)
+		how := *cipher
+		if r.Compressed {
+			how += ", compressed"
+		}
+		if *openssl {
+			how += ", openssl nesting"
+		}
+		e.printf("protected %s (%d bytes) for %s: %s (%d bytes, %s)\n", args[0], r.Size, r.To, args[1], r.Written, how)
 		if r.ReceiptAsk {
 			e.printf("signed receipt requested; check it with 'e2s verify-ack -original %s ACK'\n", args[1])
 		} else {
@@ -122,12 +140,20 @@ func cmdOpen(fs *flag.FlagSet) func(*env, []string) error {
 	from := fs.String("from", "", "require the document to be signed by this partner `id`")
 	ackOut := fs.String("ack-out", "", "write the signed file acknowledgement to `file`")
 	name := fs.String("name", "", "file `name` stated in the acknowledgement (default: OUT's base name)")
+	force := fs.Bool("force", false, "replace OUT (and -ack-out) if it exists")
+	maxSize := fs.String("max-size", "64G", "refuse documents larger than `size` (bytes, or with K, M, G, T)")
+	quiet := fs.Bool("q", false, "no progress on the terminal")
 	return func(e *env, args []string) error {
+		max, err := parseSize(*maxSize)
+		if err != nil {
+			return err
+		}
 		c, err := e.client()
 		if err != nil {
 			return err
 		}
-		r, err := c.Open(args[0], args[1], client.OpenOptions{From: *from, AckOut: *ackOut, FileName: *name})
+		r, err := c.Open(e.ctx, args[0], args[1], client.OpenOptions{From: *from, AckOut: *ackOut, FileName: *name,
+			Force: *force, MaxSize: max, Progress: e.progress("open", *quiet)})
 		if err != nil {
 			return err
 		}
@@ -146,6 +172,38 @@ func cmdOpen(fs *flag.FlagSet) func(*env, []string) error {
 	}
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// parseSize reads a byte count with an optional K, M, G or T (powers of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k', 'K':
+			mult = 1 << 10
+		case 'm', 'M':
+			mult = 1 << 20
+		case 'g', 'G':
+			mult = 1 << 30
+		case 't', 'T':
+			mult = 1 << 40
+		}
+		if mult != 1 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v <= 0 || v > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q: a positive number of bytes, optionally with K, M, G or T: %w", s, client.ErrUsage)
+	}
+	return v * mult, nil
+}
+
 func cmdVerifyAck(fs *flag.FlagSet) func(*env, []string) error {
 	original := fs.String("original", "", "the `file` you protected (or its SignedData)")
 	return func(e *env, args []string) error {
@@ -156,7 +214,7 @@ func cmdVerifyAck(fs *flag.FlagSet) func(*env, []string) error {
 		if err != nil {
 			return err
 		}
-		a, err := c.VerifyAck(args[0], *original)
+		a, err := c.VerifyAck(e.ctx, args[0], *original)
 		if err != nil {
 			return err
 		}
@@ -219,10 +277,22 @@ func cmdVerifyHeader(fs *flag.FlagSet) func(*env, []string) error {
 
 func cmdSeal(fs *flag.FlagSet) func(*env, []string) error {
 	key := fs.String("key", "", "RSA public key or certificate `PEM` to seal to (default: your own credential)")
+	trisa := fs.Bool("trisa", false, "seal a TRISA Payload built from IDENTITY.json (IVMS101) and TRANSACTION.json, as TRISA peers require")
 	return func(e *env, args []string) error {
+		if want := 2 + btoi(*trisa); len(args) != want {
+			return fmt.Errorf("e2s seal: want %d arguments, got %d (raw: IN OUT; -trisa: IDENTITY.json TRANSACTION.json OUT): %w", want, len(args), client.ErrUsage)
+		}
 		c, err := e.client()
 		if err != nil {
 			return err
+		}
+		if *trisa {
+			r, err := c.SealTRISA(*key, args[0], args[1], args[2])
+			if err != nil {
+				return err
+			}
+			e.printf("sealed TRISA payload (identity %s, transaction %s): %s (envelope %s, key %s)\n", args[0], args[1], args[2], r.ID, r.PublicKeySignature)
+			return nil
 		}
 		r, err := c.Seal(*key, args[0], args[1])
 		if err != nil {
@@ -234,10 +304,26 @@ func cmdSeal(fs *flag.FlagSet) func(*env, []string) error {
 }
 
 func cmdUnseal(fs *flag.FlagSet) func(*env, []string) error {
+	trisa := fs.Bool("trisa", false, "print the TRISA identity and transaction as JSON (IN only)")
 	return func(e *env, args []string) error {
+		if want := 2 - btoi(*trisa); len(args) != want {
+			return fmt.Errorf("e2s unseal: want %d arguments, got %d (raw: IN OUT; -trisa: IN): %w", want, len(args), client.ErrUsage)
+		}
 		c, err := e.client()
 		if err != nil {
 			return err
+		}
+		if *trisa {
+			content, _, err := c.UnsealTRISA(args[0])
+			if err != nil {
+				return err
+			}
+			out, err := json.MarshalIndent(content, "", "  ")
+			if err != nil {
+				return err
+			}
+			e.printf("%s\n", out)
+			return nil
 		}
 		r, err := c.Unseal(args[0], args[1])
 		if err != nil {

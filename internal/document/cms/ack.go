@@ -99,6 +99,95 @@ func Acknowledge(original, document []byte, fileName string, key crypto.Signer, 
 	return der, nil
 }
 
+// AcknowledgeOpened is Acknowledge for a document opened by OpenStream
+// (or Open): the original was verified while opening, and the document is
+// known by its size and digest (opts.Sign.Hash must be among
+// OpenOptions.DocumentHashes).
+func AcknowledgeOpened(o *Opened, fileName string, key crypto.Signer, chain []*x509.Certificate, opts AckOptions) ([]byte, error) {
+	der, err := acknowledgeOpened(o, fileName, key, chain, opts)
+	if err != nil {
+		return nil, fmt.Errorf("acknowledge: %w", err)
+	}
+	return der, nil
+}
+
+func acknowledgeOpened(o *Opened, fileName string, key crypto.Signer, chain []*x509.Certificate, opts AckOptions) ([]byte, error) {
+	if !utf8.ValidString(fileName) {
+		return nil, fmt.Errorf("%w: file name is not UTF-8", ErrMalformed)
+	}
+	sd := o.sd
+	if sd == nil {
+		var err error
+		if sd, err = parseSignedData(o.SignedData); err != nil {
+			return nil, fmt.Errorf("original: %w", err)
+		}
+	}
+	h := opts.Sign.hash()
+	alg, err := digestAlgorithm(h)
+	if err != nil {
+		return nil, err
+	}
+	dg, err := o.DocumentDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	size := o.Size
+	if o.Content != nil {
+		size = int64(len(o.Content))
+	}
+	extra, err := fileAttributes(alg, dg, fileName, size)
+	if err != nil {
+		return nil, err
+	}
+	return signReceiptFor(sd, key, chain, opts.Sign, false, extra)
+}
+
+func fileAttributes(alg algorithmIdentifier, dg []byte, fileName string, size int64) ([]attribute, error) {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		alg.add(b)
+		b.AddASN1OctetString(dg)
+	})
+	nameDER, err := asn1.MarshalWithParams(fileName, "utf8")
+	if err != nil {
+		return nil, err
+	}
+	return []attribute{
+		{typ: oidAttrFileName, values: [][]byte{nameDER}},
+		{typ: oidAttrFileSize, values: [][]byte{mustMarshal(size)}},
+		{typ: oidAttrFileDigest, values: [][]byte{b.BytesOrPanic()}},
+	}, nil
+}
+
+// VerifyAcknowledgementOpened is VerifyAcknowledgement against a document
+// opened by OpenStream (the sender's own copy), known by its size and
+// digests (OpenOptions.DocumentHashes must include the acknowledgement's).
+func VerifyAcknowledgementOpened(ack []byte, o *Opened, opts VerifyOptions) (*Acknowledgement, error) {
+	r, attrs, err := verifyReceipt(ack, o.SignedData, opts, false)
+	if err != nil {
+		return nil, fmt.Errorf("verify acknowledgement: %w", err)
+	}
+	a := &Acknowledgement{Receipt: *r}
+	if err := a.parseFileAttributes(attrs); err != nil {
+		return nil, fmt.Errorf("verify acknowledgement: %w", err)
+	}
+	size := o.Size
+	if o.Content != nil {
+		size = int64(len(o.Content))
+	}
+	if a.FileSize != size {
+		return nil, fmt.Errorf("verify acknowledgement: %w: size %d, sent %d", ErrAcknowledgement, a.FileSize, size)
+	}
+	dg, err := o.DocumentDigest(a.FileHash)
+	if err != nil {
+		return nil, fmt.Errorf("verify acknowledgement: %w", err)
+	}
+	if !bytes.Equal(a.FileDigest, dg) {
+		return nil, fmt.Errorf("verify acknowledgement: %w: digest differs", ErrAcknowledgement)
+	}
+	return a, nil
+}
+
 // Acknowledgement describes a verified file acknowledgement.
 type Acknowledgement struct {
 	Receipt

@@ -90,7 +90,7 @@ func verifyCounterSignatures(si *signerInfo, embedded []*x509.Certificate, opts 
 			if !readSignerInfo(&s, &csi) || !s.Empty() {
 				return nil, fmt.Errorf("%w: countersignature %d", ErrMalformed, i)
 			}
-			res, err := verifySignerInfo(&csi, si.signature, nil, embedded, opts, now, depth+1)
+			res, err := verifySignerInfo(&csi, bytesDigest(si.signature), nil, embedded, opts, now, depth+1)
 			if err != nil {
 				return nil, fmt.Errorf("countersignature %d (%s): %w", i, csi.sid, err)
 			}

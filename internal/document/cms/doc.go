@@ -43,6 +43,47 @@
 // id-ct-compressedData over id-data. Open reverses it and refuses
 // encrypted content that is not signed.
 //
+// # Streams
+//
+// SignStream, VerifyStream, EncryptStream, DecryptStream, CompressStream,
+// DecompressStream, ProtectStream, OpenStream and OpenSignedStream do the
+// same over io.Reader and io.Writer in memory that does not grow with the
+// content (a few ChunkSize buffers; elements other than content, such as
+// certificates and recipient infos, are held whole up to 4 MiB each). They
+// write BER: indefinite lengths around content of unknown size, content as
+// a constructed OCTET STRING of ChunkSize pieces, everything else DER, as
+// "openssl cms -stream" does; they read definite and indefinite forms
+// alike, from us, openssl or anyone. Unarmor detects DER/BER, PEM
+// ("-----BEGIN CMS-----" or PKCS7) and S/MIME (openssl's default output)
+// and decodes base64 as it is read.
+//
+// A streaming reader writes the content before it has seen the end of the
+// message, where the GCM tag and the signatures are. AES-GCM is computed
+// piecewise (gcmstream.go: crypto/cipher's counter mode and, for GHASH,
+// crypto/cipher's GCM over chunks joined by GHASH's linearity, checked
+// against crypto/cipher's GCM at every boundary), not as a chunked
+// construction: AuthEnvelopedData has one tag over the whole content, and
+// a chunked format would not be what peers read. So unauthenticated
+// plaintext is passed on, and the rule is: what a streaming reader wrote
+// is provisional until it returns nil. Package client writes it to a
+// temporary file beside the output and renames it into place only after
+// the tag and every signature have been checked; on any error the
+// temporary file is removed. When GCM content fails to parse, the reader
+// reads on to the tag and reports a tag mismatch (ErrDecrypt) if there is
+// one, so that an altered message reads as altered, not as malformed.
+//
+// ProtectStreamOptions.AutoCompress compresses only when the first
+// CompressSample bytes shrink by a tenth at zlib's fastest level, so random
+// or already compressed data is not compressed for nothing and a peer
+// without zlib (openssl as Debian builds it) reads what does not need it.
+// OpenSSLNesting encrypts the SignedData ContentInfo as id-data, the nesting
+// "openssl cms -sign | openssl cms -encrypt" writes: "openssl cms -decrypt"
+// then yields a ContentInfo that "openssl cms -verify" reads (with RFC
+// 5652's nesting it yields the bare SignedData, which openssl cannot
+// verify). Without authAttrs it also suits openssl 3.0 with AES-256-GCM.
+// Version numbers, which nothing authenticates, must be the ones RFC 5652
+// and RFC 5083 define.
+//
 // # Signed file acknowledgement
 //
 // The recipient of a document answers with a signed acknowledgement
@@ -77,7 +118,17 @@
 //	    acknowledgement's digest algorithm.
 //
 // The private attributes live under a UUID arc (2.25, ITU-T X.667), which
-// needs no registration. SignReceipt and VerifyReceipt handle plain RFC 2634
+// needs no registration.
+//
+// An original signed without signed attributes ("openssl cms -sign
+// -noattr") has no signedAttrs for msgSigDigest to cover: its
+// acknowledgement leaves msgSigDigest out and is bound to the original by
+// originatorSignatureValue (the signature value, which covers the content
+// digest) alone, as id-data (RFC 2634 receipts need signed attributes, so
+// no ESS receipt is possible). VerifyAcknowledgement accepts exactly that
+// and refuses a msgSigDigest there. AcknowledgeOpened and
+// VerifyAcknowledgementOpened do the same for documents opened as streams,
+// known by size and digest. SignReceipt and VerifyReceipt handle plain RFC 2634
 // receipts without the file attributes.
 //
 // # Header signatures
@@ -86,18 +137,22 @@
 // HeaderSignature header: a detached SignedData with SHA-512, no
 // certificates, standard base64 on one line, over the exact body bytes,
 // verified only against the client's registered certificate, which must be
-// valid and not revoked.
+// valid and not revoked. SignHeaderStream and VerifyHeaderStream read the
+// body from a stream (a large file) and keep only its SHA-512.
 //
 // # Encoding
 //
 // The package is written directly on golang.org/x/crypto/cryptobyte and
 // encoding/asn1: the Go CMS libraries (smallstep/pkcs7,
 // github/smimesign/ietf-cms) lack RSA-PSS, AuthEnvelopedData, ECDH key
-// agreement and CompressedData, and patching them would be larger than this
-// package. BER input (indefinite lengths and chunked OCTET STRINGs, as
-// written by "openssl cms -stream") is converted to DER before parsing.
-// Output is DER, except that SignerInfos keep their order in the SET
-// because the order records who signed first.
+// agreement and CompressedData, and none streams; no maintained Go library
+// reads or writes BER as a stream, so berstream.go does (a few hundred
+// lines, fuzzed by FuzzStreamReaders). zlib is
+// github.com/klauspost/compress/zlib (pinned in go.mod), faster than
+// compress/zlib at the same format. The whole-message functions convert
+// BER input (indefinite lengths and chunked OCTET STRINGs) to DER before
+// parsing and write DER, except that SignerInfos keep their order in the
+// SET because the order records who signed first.
 //
 // Errors wrap the sentinels in errors.go once per layer.
 package cms

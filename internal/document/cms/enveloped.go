@@ -606,6 +606,9 @@ func keyTransDecrypt(ri cryptobyte.String, cert *x509.Certificate, key crypto.De
 		!seq.ReadASN1(&ek, cbasn1.OCTET_STRING) || !seq.Empty() {
 		return nil, fmt.Errorf("%w: KeyTransRecipientInfo", ErrMalformed)
 	}
+	if version != 0 && version != 2 { // RFC 5652 §6.2.1
+		return nil, fmt.Errorf("%w: KeyTransRecipientInfo version %d", ErrMalformed, version)
+	}
 	if cert != nil && !rid.matches(cert) {
 		return nil, errNotForUs
 	}
@@ -640,7 +643,7 @@ func keyAgreeDecrypt(ri cryptobyte.String, cert *x509.Certificate, key KeyAgreer
 	var kari, orig, origKey, reks cryptobyte.String
 	var version int64
 	if !ri.ReadASN1(&kari, tagC1) || !kari.ReadASN1Int64WithTag(&version, cbasn1.INTEGER) ||
-		!kari.ReadASN1(&orig, tagC0) {
+		!kari.ReadASN1(&orig, tagC0) || version != 3 {
 		return nil, fmt.Errorf("%w: KeyAgreeRecipientInfo", ErrMalformed)
 	}
 	var ephAlg algorithmIdentifier

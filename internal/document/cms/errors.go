@@ -52,6 +52,8 @@ var (
 	ErrReceipt = errors.New("cms: receipt does not match the original message")
 	// ErrNoReceiptRequest means the original message did not request a receipt.
 	ErrNoReceiptRequest = errors.New("cms: no receipt request in the original message")
+	// ErrNotSigned means an encrypted message holds no signed document.
+	ErrNotSigned = errors.New("cms: encrypted content is not a signed document")
 	// ErrAcknowledgement means a file acknowledgement does not match the document.
 	ErrAcknowledgement = errors.New("cms: acknowledgement does not match the document")
 )

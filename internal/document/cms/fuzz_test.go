@@ -1,7 +1,9 @@
 package cms
 
 import (
+	"bytes"
 	"crypto/x509"
+	"io"
 	"testing"
 )
 
@@ -113,5 +115,59 @@ func FuzzBER(f *testing.F) {
 		if string(again) != string(out) {
 			t.Fatalf("normalization not idempotent:\n%x\n%x", out, again)
 		}
+	})
+}
+
+// streamSeeds are the seeds plus BER messages from the streaming writers.
+func streamSeeds(f *testing.F) (*testPKI, [][]byte) {
+	p, seeds := fuzzSeeds(f)
+	s, r := p.ids["p256"], p.ids["rsa"]
+	var b bytes.Buffer
+	for _, o := range []ProtectStreamOptions{
+		{},
+		{ProtectOptions: ProtectOptions{Encrypt: EncryptOptions{Cipher: AES256CBC}, NoCompression: true}, OpenSSLNesting: true},
+	} {
+		b.Reset()
+		if _, err := ProtectStream(&b, bytes.NewReader(testContent), s.key, s.chain[:2], []*x509.Certificate{r.cert()}, o); err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, bytes.Clone(b.Bytes()))
+	}
+	b.Reset()
+	if err := SignStream(&b, bytes.NewReader(testContent), s.key, s.chain[:2], SignOptions{}); err != nil {
+		f.Fatal(err)
+	}
+	seeds = append(seeds, bytes.Clone(b.Bytes()))
+	b.Reset()
+	if err := CompressStream(&b, bytes.NewReader(testContent)); err != nil {
+		f.Fatal(err)
+	}
+	return p, append(seeds, bytes.Clone(b.Bytes()))
+}
+
+// FuzzStreamReaders feeds the streaming readers (OpenStream, VerifyStream,
+// DecryptStream, DecompressStream) arbitrary input: they must not panic,
+// and whatever one accepts the whole-message reader accepts too.
+func FuzzStreamReaders(f *testing.F) {
+	p, seeds := streamSeeds(f)
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	r := p.ids["rsa"]
+	vo := VerifyOptions{Roots: p.roots}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		var out bytes.Buffer
+		if _, err := OpenStream(&out, bytes.NewReader(msg), r.cert(), r.key, OpenOptions{Verify: vo, MaxSize: 1 << 20}); err == nil {
+			if _, err := VerifyStream(io.Discard, bytes.NewReader(msg), nil, vo); err == nil {
+				t.Fatal("one message both opened and verified as SignedData")
+			}
+		}
+		if _, err := VerifyStream(&out, bytes.NewReader(msg), bytes.NewReader(testContent), vo); err == nil {
+			if _, err := Verify(msg, VerifyOptions{Roots: p.roots, Content: testContent}); err != nil {
+				t.Fatalf("VerifyStream accepted what Verify refuses: %v", err)
+			}
+		}
+		DecryptStream(io.Discard, bytes.NewReader(msg), r.cert(), r.key)
+		DecompressStream(io.Discard, bytes.NewReader(msg), 1<<20)
 	})
 }

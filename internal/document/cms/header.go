@@ -1,10 +1,12 @@
 package cms
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -20,13 +22,26 @@ const maxHeaderSignature = 16 << 10
 // against the client's registered certificate (VerifyHeader), or with
 // "openssl cms -verify -binary -inform DER -content body -certfile cert.pem".
 func SignHeader(body []byte, key crypto.Signer, cert *x509.Certificate) (string, error) {
-	der, err := Sign(body, key, []*x509.Certificate{cert}, SignOptions{
-		Hash: crypto.SHA512, Detached: true, OmitCertificates: true,
-	})
+	return SignHeaderStream(bytes.NewReader(body), key, cert)
+}
+
+// SignHeaderStream is SignHeader over a body read from r (a large file):
+// only its SHA-512 digest is kept. The value is DER, as SignHeader's.
+func SignHeaderStream(r io.Reader, key crypto.Signer, cert *x509.Certificate) (string, error) {
+	h := crypto.SHA512.New()
+	if _, err := copyBuf(h, r); err != nil {
+		return "", fmt.Errorf("sign header: %w", err)
+	}
+	sum := h.Sum(nil)
+	opts := SignOptions{Hash: crypto.SHA512, Detached: true, OmitCertificates: true}
+	sd := &signedData{contentType: oidData}
+	si, err := newSignerInfoDigest(func(crypto.Hash) ([]byte, error) { return sum, nil }, oidData, key, []*x509.Certificate{cert}, &opts)
 	if err != nil {
 		return "", fmt.Errorf("sign header: %w", err)
 	}
-	return base64.StdEncoding.EncodeToString(der), nil
+	sd.addDigestAlgorithm(si.digestAlg)
+	sd.signerInfos = append(sd.signerInfos, *si)
+	return base64.StdEncoding.EncodeToString(sd.encode()), nil
 }
 
 // HeaderVerifyOptions controls VerifyHeader.
@@ -44,6 +59,12 @@ type HeaderVerifyOptions struct {
 // signed by registered, which must be within its validity period and not
 // revoked. Certificates embedded in the signature are ignored.
 func VerifyHeader(value string, body []byte, registered *x509.Certificate, opts HeaderVerifyOptions) (*SignerInfo, error) {
+	return VerifyHeaderStream(value, bytes.NewReader(body), registered, opts)
+}
+
+// VerifyHeaderStream is VerifyHeader over a body read from r. The value is
+// checked before the body is read.
+func VerifyHeaderStream(value string, body io.Reader, registered *x509.Certificate, opts HeaderVerifyOptions) (*SignerInfo, error) {
 	if registered == nil {
 		return nil, fmt.Errorf("verify header: %w", ErrNoTrustAnchor)
 	}
@@ -68,12 +89,21 @@ func VerifyHeader(value string, body []byte, registered *x509.Certificate, opts 
 		return nil, fmt.Errorf("verify header: %w: digest must be SHA-512", ErrUnsupportedAlgorithm)
 	}
 	sd.certs = nil // only the registered certificate counts
-	signed, err := sd.verify(VerifyOptions{
-		Content:         body,
+	h := crypto.SHA512.New()
+	if _, err := copyBuf(h, body); err != nil {
+		return nil, fmt.Errorf("verify header: %w", err)
+	}
+	sum := h.Sum(nil)
+	signed, err := sd.verifyDigest(VerifyOptions{
 		Registered:      []*x509.Certificate{registered},
 		CurrentTime:     opts.CurrentTime,
 		CRLs:            opts.CRLs,
 		CheckRevocation: opts.CheckRevocation,
+	}, func(h crypto.Hash) ([]byte, error) {
+		if h != crypto.SHA512 {
+			return nil, fmt.Errorf("%w: digest must be SHA-512", ErrUnsupportedAlgorithm)
+		}
+		return sum, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verify header: %w", err)

@@ -127,9 +127,8 @@ func originalSigner(sd *signedData, needRequest bool) (*signerInfo, []byte, erro
 	if needRequest || len(sd.signerInfos) == 0 {
 		return nil, nil, ErrNoReceiptRequest
 	}
-	if sd.signerInfos[0].signedAttrs == nil {
-		return nil, nil, fmt.Errorf("%w: original signer has no signed attributes to bind to", ErrMissingAttribute)
-	}
+	// A signer without signed attributes (openssl cms -sign -noattr) is
+	// acknowledged by its signature value alone (no msgSigDigest).
 	return &sd.signerInfos[0], nil, nil
 }
 
@@ -153,6 +152,11 @@ func signReceipt(original []byte, verify VerifyOptions, key crypto.Signer, chain
 	if _, err := sd.verify(verify); err != nil {
 		return nil, fmt.Errorf("original: %w", err)
 	}
+	return signReceiptFor(sd, key, chain, opts, needRequest, extra)
+}
+
+// signReceiptFor is signReceipt for an original already verified.
+func signReceiptFor(sd *signedData, key crypto.Signer, chain []*x509.Certificate, opts SignOptions, needRequest bool, extra []attribute) ([]byte, error) {
 	osi, id, err := originalSigner(sd, needRequest)
 	if err != nil {
 		return nil, err
@@ -173,10 +177,13 @@ func signReceipt(original []byte, verify VerifyOptions, key crypto.Signer, chain
 	opts.NoSignedAttributes = false
 	opts.ReceiptRequest = nil
 	opts.contentType = ct
-	opts.extraAttrs = append([]attribute{{
-		typ:    oidBytes(oidAttrMsgSigDigest),
-		values: [][]byte{mustMarshal(digest(h, osi.signedAttrsDER()))},
-	}}, extra...)
+	opts.extraAttrs = extra
+	if osi.signedAttrs != nil {
+		opts.extraAttrs = append([]attribute{{
+			typ:    oidBytes(oidAttrMsgSigDigest),
+			values: [][]byte{mustMarshal(digest(h, osi.signedAttrsDER()))},
+		}}, extra...)
+	}
 	return Sign(r.encode(), key, chain, opts)
 }
 
@@ -234,7 +241,8 @@ func verifyReceipt(receiptDER, original []byte, opts VerifyOptions, needRequest 
 	if osi == nil {
 		return nil, nil, fmt.Errorf("%w: no original signature with this value", ErrReceipt)
 	}
-	if osi.signedAttrs == nil {
+	noAttrs := osi.signedAttrs == nil
+	if noAttrs && signed.ContentType.Equal(oidReceipt) {
 		return nil, nil, fmt.Errorf("%w: original signer has no signed attributes", ErrReceipt)
 	}
 	if !r.contentType.Equal(sd.contentType) {
@@ -270,6 +278,14 @@ func verifyReceipt(receiptDER, original []byte, opts VerifyOptions, needRequest 
 	msd, ok, err := findAttribute(attrs, oidBytes(oidAttrMsgSigDigest))
 	if err != nil {
 		return nil, nil, err
+	}
+	if noAttrs {
+		// Bound by originatorSignatureValue alone; a msgSigDigest would
+		// have nothing to cover.
+		if ok {
+			return nil, nil, fmt.Errorf("%w: msgSigDigest for a signature without signed attributes", ErrReceipt)
+		}
+		return &Receipt{Signer: signer, ContentIdentifier: r.contentIdentifier, SigningTime: signer.SigningTime}, attrs, nil
 	}
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: msgSigDigest", ErrMissingAttribute)

@@ -126,6 +126,25 @@ func (sd *signedData) addSigner(content []byte, key crypto.Signer, chain []*x509
 
 // newSignerInfo builds and signs one SignerInfo.
 func newSignerInfo(content []byte, contentType asn1.ObjectIdentifier, key crypto.Signer, chain []*x509.Certificate, opts *SignOptions) (*signerInfo, error) {
+	return newSignerInfoDigest(bytesDigest(content), contentType, key, chain, opts)
+}
+
+// contentDigest returns the digest of the content with a hash (computed
+// before, when the content was streamed).
+type contentDigest func(h crypto.Hash) ([]byte, error)
+
+func bytesDigest(content []byte) contentDigest {
+	return func(h crypto.Hash) ([]byte, error) {
+		if !h.Available() {
+			return nil, fmt.Errorf("%w: hash %v", ErrUnsupportedAlgorithm, h)
+		}
+		return digest(h, content), nil
+	}
+}
+
+// newSignerInfoDigest builds and signs one SignerInfo over content known by
+// its digest.
+func newSignerInfoDigest(dg contentDigest, contentType asn1.ObjectIdentifier, key crypto.Signer, chain []*x509.Certificate, opts *SignOptions) (*signerInfo, error) {
 	if len(chain) == 0 || chain[0] == nil {
 		return nil, fmt.Errorf("%w: no signer certificate", ErrSignerNotFound)
 	}
@@ -149,21 +168,24 @@ func newSignerInfo(content []byte, contentType asn1.ObjectIdentifier, key crypto
 	}
 	si := &signerInfo{sid: sid, digestAlg: digestAlg, sigAlg: sigAlg}
 
-	var toSign []byte
+	md, err := dg(h)
+	if err != nil {
+		return nil, err
+	}
+	toSign := md
 	if opts.NoSignedAttributes {
 		if (contentType != nil && !contentType.Equal(oidData)) || len(opts.extraAttrs) > 0 || opts.ReceiptRequest != nil {
 			return nil, fmt.Errorf("%w: signed attributes are required for this content", ErrUnsupportedAlgorithm)
 		}
-		toSign = content
 	} else {
-		attrs, err := standardAttributes(content, contentType, h, opts)
+		attrs, err := standardAttributes(md, contentType, opts)
 		if err != nil {
 			return nil, err
 		}
 		si.signedAttrs = encodeAttributes(attrs)
-		toSign = si.signedAttrsDER()
+		toSign = digest(h, si.signedAttrsDER())
 	}
-	sig, err := key.Sign(opts.rand(), digest(h, toSign), signerOpts)
+	sig, err := key.Sign(opts.rand(), toSign, signerOpts)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
@@ -171,7 +193,7 @@ func newSignerInfo(content []byte, contentType asn1.ObjectIdentifier, key crypto
 	return si, nil
 }
 
-func standardAttributes(content []byte, contentType asn1.ObjectIdentifier, h crypto.Hash, opts *SignOptions) ([]attribute, error) {
+func standardAttributes(md []byte, contentType asn1.ObjectIdentifier, opts *SignOptions) ([]attribute, error) {
 	t := opts.SigningTime
 	if t.IsZero() {
 		t = time.Now()
@@ -182,7 +204,7 @@ func standardAttributes(content []byte, contentType asn1.ObjectIdentifier, h cry
 	}
 	attrs := []attribute{
 		{typ: oidBytes(oidAttrSigningTime), values: [][]byte{timeDER}},
-		{typ: oidBytes(oidAttrMessageDigest), values: [][]byte{mustMarshal(digest(h, content))}},
+		{typ: oidBytes(oidAttrMessageDigest), values: [][]byte{mustMarshal(md)}},
 	}
 	if contentType != nil { // a countersignature has no contentType (RFC 5652 §11.4)
 		attrs = append(attrs, attribute{typ: oidBytes(oidAttrContentType), values: [][]byte{mustMarshal(contentType)}})

@@ -107,6 +107,22 @@ func (sd *signedData) verify(opts VerifyOptions) (*Signed, error) {
 		}
 		content = opts.Content
 	}
+	out, err := sd.verifyDigest(opts, bytesDigest(content))
+	if err != nil {
+		return nil, err
+	}
+	out.Content = content
+	return out, nil
+}
+
+// verifyDigest is verify for content known by its digest.
+func (sd *signedData) verifyDigest(opts VerifyOptions, dg contentDigest) (*Signed, error) {
+	if opts.Roots == nil && len(opts.Registered) == 0 && !opts.SkipTrust {
+		return nil, ErrNoTrustAnchor
+	}
+	if len(sd.signerInfos) == 0 {
+		return nil, ErrNoSigners
+	}
 	embedded := make([]*x509.Certificate, 0, len(sd.certs))
 	for _, raw := range sd.certs {
 		// A certificate Go cannot parse is skipped: it can neither sign
@@ -119,10 +135,10 @@ func (sd *signedData) verify(opts VerifyOptions) (*Signed, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	out := &Signed{Content: content, ContentType: sd.contentType, Certificates: embedded}
+	out := &Signed{ContentType: sd.contentType, Certificates: embedded}
 	for i := range sd.signerInfos {
 		si := &sd.signerInfos[i]
-		res, err := verifySignerInfo(si, content, sd.contentType, embedded, &opts, now, 0)
+		res, err := verifySignerInfo(si, dg, sd.contentType, embedded, &opts, now, 0)
 		if err != nil {
 			return nil, fmt.Errorf("signer %d (%s): %w", i, si.sid, err)
 		}
@@ -131,12 +147,12 @@ func (sd *signedData) verify(opts VerifyOptions) (*Signed, error) {
 	return out, nil
 }
 
-func verifySignerInfo(si *signerInfo, content []byte, contentType asn1.ObjectIdentifier, embedded []*x509.Certificate, opts *VerifyOptions, now time.Time, depth int) (*SignerInfo, error) {
+func verifySignerInfo(si *signerInfo, dg contentDigest, contentType asn1.ObjectIdentifier, embedded []*x509.Certificate, opts *VerifyOptions, now time.Time, depth int) (*SignerInfo, error) {
 	cert := findCert(si.sid, opts.Registered, embedded, opts.Intermediates)
 	if cert == nil {
 		return nil, ErrSignerNotFound
 	}
-	res, err := checkSignerInfo(si, content, contentType, cert)
+	res, err := checkSignerInfo(si, dg, contentType, cert)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +169,7 @@ func verifySignerInfo(si *signerInfo, content []byte, contentType asn1.ObjectIde
 
 // checkSignerInfo checks the signed attributes and the signature of si over
 // content with cert's public key, without any trust decision.
-func checkSignerInfo(si *signerInfo, content []byte, contentType asn1.ObjectIdentifier, cert *x509.Certificate) (*SignerInfo, error) {
+func checkSignerInfo(si *signerInfo, dg contentDigest, contentType asn1.ObjectIdentifier, cert *x509.Certificate) (*SignerInfo, error) {
 	h, err := hashFromAlgorithm(si.digestAlg)
 	if err != nil {
 		return nil, err
@@ -162,7 +178,11 @@ func checkSignerInfo(si *signerInfo, content []byte, contentType asn1.ObjectIden
 		return nil, fmt.Errorf("%w: SHA-1", ErrUnsupportedAlgorithm)
 	}
 	res := &SignerInfo{Certificate: cert, Hash: h, Signature: si.signature, raw: *si}
-	signedBytes := content
+	contentMD, err := dg(h)
+	if err != nil {
+		return nil, err
+	}
+	signedDigest := contentMD
 	if si.signedAttrs != nil {
 		attrs, err := parseAttributes(si.signedAttrs)
 		if err != nil {
@@ -198,7 +218,7 @@ func checkSignerInfo(si *signerInfo, content []byte, contentType asn1.ObjectIden
 		if rest, err := asn1.Unmarshal(md, &mdValue); err != nil || len(rest) != 0 {
 			return nil, fmt.Errorf("%w: messageDigest attribute", ErrMalformed)
 		}
-		if !bytes.Equal(mdValue, digest(h, content)) {
+		if !bytes.Equal(mdValue, contentMD) {
 			return nil, ErrDigestMismatch
 		}
 		if st, ok, err := findAttribute(attrs, oidBytes(oidAttrSigningTime)); err != nil {
@@ -208,11 +228,11 @@ func checkSignerInfo(si *signerInfo, content []byte, contentType asn1.ObjectIden
 				return nil, err
 			}
 		}
-		signedBytes = si.signedAttrsDER()
+		signedDigest = digest(h, si.signedAttrsDER())
 	} else if contentType != nil && !contentType.Equal(oidData) {
 		return nil, fmt.Errorf("%w: signed attributes for content type %v", ErrMissingAttribute, contentType)
 	}
-	if err := checkSignature(cert.PublicKey, si.sigAlg, h, digest(h, signedBytes), si.signature); err != nil {
+	if err := checkSignature(cert.PublicKey, si.sigAlg, h, signedDigest, si.signature); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -187,10 +187,11 @@ func Unseal(env *pb.SecureEnvelope, key crypto.Decrypter) (*pb.SecureEnvelope, e
 	opts := &rsa.OAEPOptions{Hash: crypto.SHA512}
 	out := proto.CloneOf(env)
 	if out.EncryptionKey, err = key.Decrypt(rand.Reader, env.GetEncryptionKey(), opts); err != nil {
-		return nil, fmt.Errorf("unseal encryption key: %w: %w", ErrWrongKey, err)
+		// The envelope names our key, so the wrapped key was altered.
+		return nil, fmt.Errorf("unseal encryption key: %w: %w", ErrDecrypt, err)
 	}
 	if out.HmacSecret, err = key.Decrypt(rand.Reader, env.GetHmacSecret(), opts); err != nil {
-		return nil, fmt.Errorf("unseal hmac secret: %w: %w", ErrWrongKey, err)
+		return nil, fmt.Errorf("unseal hmac secret: %w: %w", ErrDecrypt, err)
 	}
 	out.Sealed = false
 	out.PublicKeySignature = ""

@@ -206,8 +206,9 @@ func TestTamper(t *testing.T) {
 		}, envelope.ErrDecrypt},
 		{"encryption algorithm", unsealed, func(e *pb.SecureEnvelope) { e.EncryptionAlgorithm = "AES128-GCM" }, envelope.ErrUnsupportedAlgorithm},
 		{"hmac algorithm", unsealed, func(e *pb.SecureEnvelope) { e.HmacAlgorithm = "HMAC-SHA1" }, envelope.ErrUnsupportedAlgorithm},
-		{"sealed key byte", sealed, func(e *pb.SecureEnvelope) { e.EncryptionKey = flip(e.EncryptionKey, 10) }, envelope.ErrWrongKey},
-		{"sealed secret byte", sealed, func(e *pb.SecureEnvelope) { e.HmacSecret = flip(e.HmacSecret, 10) }, envelope.ErrWrongKey},
+		// The envelope names our key: a key that does not decrypt was altered.
+		{"sealed key byte", sealed, func(e *pb.SecureEnvelope) { e.EncryptionKey = flip(e.EncryptionKey, 10) }, envelope.ErrDecrypt},
+		{"sealed secret byte", sealed, func(e *pb.SecureEnvelope) { e.HmacSecret = flip(e.HmacSecret, 10) }, envelope.ErrDecrypt},
 		{"sealed ciphertext byte", sealed, func(e *pb.SecureEnvelope) { e.Payload = flip(e.Payload, 3) }, envelope.ErrHMACMismatch},
 		{"sealed hmac byte", sealed, func(e *pb.SecureEnvelope) { e.Hmac = flip(e.Hmac, 0) }, envelope.ErrHMACMismatch},
 		{"public key signature", sealed, func(e *pb.SecureEnvelope) { e.PublicKeySignature = "SHA256:AAAA" }, envelope.ErrWrongKey},
@@ -246,20 +247,23 @@ func TestWrongKey(t *testing.T) {
 	tests := []struct {
 		name string
 		env  func() *pb.SecureEnvelope
+		want error
 	}{
 		// b's signature differs: refused before any RSA operation.
-		{"other key", func() *pb.SecureEnvelope { return sealed }},
-		// Signature forged to b's: RSA-OAEP decryption with b fails.
+		{"other key", func() *pb.SecureEnvelope { return sealed }, envelope.ErrWrongKey},
+		// Signature forged to b's: RSA-OAEP decryption with b fails, and
+		// the envelope was altered (it names b's key), not sealed to
+		// another key as far as it says.
 		{"other key, forged signature", func() *pb.SecureEnvelope {
 			e := proto.CloneOf(sealed)
 			e.PublicKeySignature, _ = envelope.PublicKeySignature(&b.PublicKey)
 			return e
-		}},
+		}, envelope.ErrDecrypt},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := envelope.Open(tt.env(), b); !errors.Is(err, envelope.ErrWrongKey) {
-				t.Fatalf("err = %v, want ErrWrongKey", err)
+			if _, err := envelope.Open(tt.env(), b); !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
 		})
 	}
