@@ -463,7 +463,7 @@ func TestAuditVerifyAndExplain(t *testing.T) {
 	for range 5 {
 		a.get("/cgi-bin/purchasing/catalogue")
 	}
-	a.get("/cgi-bin/keyhandler/sign") // denied: pol.caller_clearance
+	a.get("/cgi-bin/keyhandler/sign-offer") // denied: pol.caller_clearance
 
 	code, out := a.ctl(uidAda, "audit", "verify")
 	if code != 0 || strings.Count(out, "OK ") != 2 {

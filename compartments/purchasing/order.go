@@ -64,14 +64,17 @@ func (h *Handler) callAs(ctx context.Context, reqID, script, ctype string, body 
 	return h.gate.Call(ctx, c)
 }
 
-// sign has the key handler sign content (attached SignedData, DER).
-func (h *Handler) sign(ctx context.Context, reqID string, content []byte) ([]byte, error) {
-	r, err := h.callAs(ctx, reqID, "keyhandler/sign", "application/octet-stream", content)
+// sign has the key handler sign a JSON document of a purpose ("offer",
+// "session", "statement": the script keyhandler/sign-<purpose>, which
+// checks the document) as attached SignedData, DER.
+func (h *Handler) sign(ctx context.Context, reqID, purpose string, doc []byte) ([]byte, error) {
+	script := "keyhandler/sign-" + purpose
+	r, err := h.callAs(ctx, reqID, script, "application/json", doc)
 	if err != nil {
 		return nil, err
 	}
 	if r.GetStatus() != 200 {
-		return nil, fmt.Errorf("keyhandler/sign: status %d %s", r.GetStatus(), r.GetReason())
+		return nil, fmt.Errorf("%s: status %d %s", script, r.GetStatus(), r.GetBody())
 	}
 	return r.GetBody(), nil
 }

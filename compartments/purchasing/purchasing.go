@@ -279,7 +279,7 @@ func (h *Handler) offer(ctx context.Context, c *callpb.Call) *callpb.Response {
 	if err != nil {
 		return protocol.Error(500, "internal", "cannot encode offer")
 	}
-	der, err := h.sign(ctx, c.GetReqId(), body)
+	der, err := h.sign(ctx, c.GetReqId(), "offer", body)
 	if err != nil {
 		h.log.Error("sign offer", "req_id", c.GetReqId(), "error", err)
 		return protocol.Error(502, "sign_unavailable", "the offer could not be signed; try again")
