@@ -16,6 +16,8 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -357,5 +359,79 @@ func TestPurposesRegistered(t *testing.T) {
 		if !bytes.Contains(rb, []byte("\n"+reason+": ")) {
 			t.Errorf("reasons.yaml does not explain %s", reason)
 		}
+	}
+}
+
+// A rotation (the supervisor's request file, then a restart) makes a new
+// key: new documents carry the new certificate, what the old key signed
+// still verifies with the old one, and an offer the old key made is still
+// countersigned — by the new key.
+func TestRotate(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := Open(log, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, h: h}
+	now := time.Now()
+	bk, bc := newBuyer(t, false)
+	oldOffer := r.call("sign-offer", js(offerDoc(now, fingerprint(bc)))).GetBody()
+	oldCert := h.cert
+	oldKey, _ := os.ReadFile(filepath.Join(dir, KeyFile))
+
+	// Without a request, a restart keeps the key.
+	if h2, err := Open(log, dir); err != nil || !h2.cert.Equal(oldCert) {
+		t.Fatalf("restart changed the key: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, RotateRequest), []byte("proposal 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, err = Open(log, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.h = h
+	if h.cert.Equal(oldCert) || len(h.previous) != 1 || !h.previous[0].Equal(oldCert) {
+		t.Fatalf("after rotation: same certificate or previous %d", len(h.previous))
+	}
+	if newKey, _ := os.ReadFile(filepath.Join(dir, KeyFile)); bytes.Equal(newKey, oldKey) {
+		t.Fatal("the old key is still the key")
+	}
+	if _, err := os.Stat(filepath.Join(dir, RotateRequest)); !os.IsNotExist(err) {
+		t.Fatalf("request left: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, PreviousDir, oldCert.SerialNumber.Text(16)+".pem")); !bytes.Contains(b, []byte("CERTIFICATE")) {
+		t.Fatal("old certificate not kept")
+	}
+	// The old offer verifies with the old certificate only.
+	if _, err := cms.Verify(oldOffer, cms.VerifyOptions{Registered: []*x509.Certificate{oldCert}}); err != nil {
+		t.Fatalf("old offer with the old certificate: %v", err)
+	}
+	if _, err := cms.Verify(oldOffer, cms.VerifyOptions{Registered: []*x509.Certificate{h.cert}}); err == nil {
+		t.Fatal("old offer verified with the new certificate")
+	}
+	// Its acceptance is countersigned by the new key.
+	acc, _ := cms.AddSigner(oldOffer, nil, bk, []*x509.Certificate{bc}, cms.SignOptions{})
+	resp := r.call("countersign", acc)
+	if resp.GetStatus() != 200 {
+		t.Fatalf("countersign of an old offer = %d %s", resp.GetStatus(), resp.GetBody())
+	}
+	s, err := cms.Verify(resp.GetBody(), cms.VerifyOptions{Registered: []*x509.Certificate{oldCert, h.cert, bc}})
+	if err != nil || !s.Signers[0].Certificate.Equal(oldCert) || !s.Signers[2].Certificate.Equal(h.cert) {
+		t.Fatalf("contract after rotation: %v", err)
+	}
+	// New offers use the new key.
+	newOffer := r.call("sign-offer", js(offerDoc(now, ""))).GetBody()
+	if _, err := cms.Verify(newOffer, cms.VerifyOptions{Registered: []*x509.Certificate{h.cert}}); err != nil {
+		t.Fatalf("new offer: %v", err)
+	}
+	if _, err := cms.Verify(newOffer, cms.VerifyOptions{Registered: []*x509.Certificate{oldCert}}); err == nil {
+		t.Fatal("new offer verified with the old certificate")
+	}
+	// A key that does not match its certificate is refused at start.
+	os.WriteFile(filepath.Join(dir, KeyFile), oldKey, 0o600)
+	if _, err := Open(log, dir); err == nil || !strings.Contains(err.Error(), "is not the certificate of") {
+		t.Fatalf("mismatched key and certificate: %v", err)
 	}
 }

@@ -290,6 +290,12 @@ func (h *Handler) offer(ctx context.Context, c *callpb.Call) *callpb.Response {
 			return protocol.Error(503, "sign_unavailable", "the merchant certificate is not available; try again")
 		}
 		signed, err := cms.Verify(der, cms.VerifyOptions{Registered: []*x509.Certificate{cert}})
+		if err != nil { // the key handler's key may have been rotated since we asked
+			h.forgetMerchant(cert)
+			if cert, err = h.merchantCert(ctx, c.GetReqId()); err == nil {
+				signed, err = cms.Verify(der, cms.VerifyOptions{Registered: []*x509.Certificate{cert}})
+			}
+		}
 		if err != nil || len(signed.Signers) != 1 || !bytes.Equal(signed.Content, body) {
 			h.log.Error("key handler's offer signature does not verify", "req_id", c.GetReqId(), "error", err)
 			return protocol.Error(502, "sign_refused", "the offer could not be signed")
