@@ -135,6 +135,7 @@ func (s *Supervisor) startAdmin(ctx context.Context) (func(), error) {
 }
 
 func (s *Supervisor) registerAdmin(srv *admin.Server) {
+	s.registerKeys(srv)
 	srv.Register("status", admin.Command{Run: func(context.Context, admin.Caller, json.RawMessage) (any, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
