@@ -57,7 +57,7 @@ func uidOf(t *testing.T, name string) int {
 // 0600 and audited, never over a book that names accounts (nor while the
 // appliance runs); after a restart each person's e2sctl works by role.
 func TestAccountsInit(t *testing.T) {
-	ensureAccounts(t) // e2sctl is run as the test accounts elsewhere; ctl builds it
+	ensureAccounts(t) // a.ctl as e2sada below builds e2sctl beside e2sgated
 	const made, mapped = "e2sinit-op", "e2sinit-aud"
 	for _, n := range []string{made, mapped} {
 		if _, err := user.Lookup(n); err == nil {
@@ -80,7 +80,7 @@ func TestAccountsInit(t *testing.T) {
 
 	a := startAppliance(t, "")
 	book := filepath.Join(a.dataDir(), "admin", "roles.yaml")
-	a.ctl(uidAda, "whoami") // builds e2sctl beside e2sgated
+	a.ctl(uidAda, "whoami") // builds e2sctl, which accounts init names in its output
 
 	t.Run("refused while the appliance runs", func(t *testing.T) {
 		code, out := a.accountsInit(t, made+"=operator")

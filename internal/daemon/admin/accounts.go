@@ -97,13 +97,6 @@ type InitOptions struct {
 	Reserved map[int]string
 }
 
-// ErrNoSuchAccount: the system account database has no such name.
-var ErrNoSuchAccount = errors.New("no such account")
-
-// ErrBookExists: the role book already names accounts and Force was not
-// given.
-var ErrBookExists = errors.New("the role book already names accounts")
-
 // InitReport says what InitAccounts did.
 type InitReport struct {
 	Accounts []Account
