@@ -28,7 +28,7 @@ build: ## build every program into bin/ (appliance programs static; e2s with cgo
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/e2s
 	CGO_ENABLED=1 $(GO) build -trimpath -buildmode=pie -tags '$(RUNC_TAGS)' -ldflags '$(RUNC_LDFLAGS)' -o $(BIN)/runc github.com/opencontainers/runc
 
-run: run-deps build ## start the appliance on its embedded defaults (or CONFIG=file)
+run: run-deps build ## start the appliance on its embedded defaults (or CONFIG=file); first time: bin/e2sgated accounts init NAME=ROLE ... (it says so)
 	$(BIN)/e2sgated $(if $(CONFIG),-config $(CONFIG))
 
 test: deps build ## every test (installs what they need first): unit, Rego, end-to-end, privileged

@@ -222,6 +222,9 @@ func TestAdminCommandAuthorizations(t *testing.T) {
 		{[]string{"role", "list"}, "roles.read", []string{"secadmin"}},
 		{[]string{"role", "assign", "61099", "auditor"}, "roles.write", []string{"secadmin"}},
 		{[]string{"role", "revoke", "61004", "auditor"}, "roles.write", []string{"secadmin"}},
+		{[]string{"key", "show"}, "keys.read", []string{"keyadmin", "auditor"}},
+		{[]string{"key", "export-cert", "-"}, "keys.read", []string{"keyadmin", "auditor"}},
+		{[]string{"key", "rotate"}, "keys.manage", []string{"keyadmin"}},
 	}
 	denials := 0
 	for _, c := range commands {
@@ -463,7 +466,7 @@ func TestAuditVerifyAndExplain(t *testing.T) {
 	for range 5 {
 		a.get("/cgi-bin/purchasing/catalogue")
 	}
-	a.get("/cgi-bin/keyhandler/sign") // denied: pol.caller_clearance
+	a.get("/cgi-bin/keyhandler/sign-offer") // denied: pol.caller_clearance
 
 	code, out := a.ctl(uidAda, "audit", "verify")
 	if code != 0 || strings.Count(out, "OK ") != 2 {

@@ -177,7 +177,7 @@ func testAppliance(t *testing.T, runtime, config string) {
 		}
 		// The sign call was purchasing → keyhandler, through the gate, audited.
 		a.audited(func(r auditlog.Record) bool {
-			return r.Caller == "purchasing" && r.Script == "keyhandler/sign" && r.Decision == "allow" && r.Status == 200
+			return r.Caller == "purchasing" && r.Script == "keyhandler/sign-offer" && r.Decision == "allow" && r.Status == 200
 		})
 	})
 
@@ -207,12 +207,12 @@ func testAppliance(t *testing.T, runtime, config string) {
 	})
 
 	t.Run("outside may not call the key handler's sign", func(t *testing.T) {
-		resp, body := a.do("POST", "/cgi-bin/keyhandler/sign", "application/octet-stream", []byte("pay me"))
+		resp, body := a.do("POST", "/cgi-bin/keyhandler/sign-offer", "application/json", []byte(`{}`))
 		if resp.StatusCode != 403 || resp.Header.Get("X-E2s-Reason") != "pol.caller_clearance" {
 			t.Fatalf("direct sign = %d %s %q", resp.StatusCode, resp.Header.Get("X-E2s-Reason"), body)
 		}
 		a.audited(func(r auditlog.Record) bool {
-			return r.Script == "keyhandler/sign" && r.Caller == "outside" && r.Decision == "deny" && r.Reason == "pol.caller_clearance"
+			return r.Script == "keyhandler/sign-offer" && r.Caller == "outside" && r.Decision == "deny" && r.Reason == "pol.caller_clearance"
 		})
 	})
 

@@ -91,16 +91,16 @@ func TestForward(t *testing.T) {
 	}{
 		{"allowed", "outside", &callpb.Call{Script: "purchasing/catalogue", Method: "GET"}, 200, "pol.allowed", "allow", "purchasing"},
 		{"unknown script", "outside", &callpb.Call{Script: "purchasing/admin", Method: "GET"}, 404, "reg.unknown_script", "deny", ""},
-		{"policy denies outside → sign", "outside", &callpb.Call{Script: "keyhandler/sign", Method: "POST", Body: []byte("x"), Meta: map[string]string{"CONTENT_TYPE": "application/json"}}, 403, "pol.caller_clearance", "deny", ""},
-		{"purchasing may sign", "purchasing", &callpb.Call{Script: "keyhandler/sign", Method: "POST", Body: []byte("x"), Meta: map[string]string{"CONTENT_TYPE": "application/octet-stream"}}, 200, "pol.allowed", "allow", "keyhandler"},
-		{"payment may not sign", "payment", &callpb.Call{Script: "keyhandler/sign", Method: "POST", Body: []byte("x")}, 403, "pol.caller_clearance", "deny", ""},
+		{"policy denies outside → sign", "outside", &callpb.Call{Script: "keyhandler/sign-offer", Method: "POST", Body: []byte("{}"), Meta: map[string]string{"CONTENT_TYPE": "application/json"}}, 403, "pol.caller_clearance", "deny", ""},
+		{"purchasing may sign", "purchasing", &callpb.Call{Script: "keyhandler/sign-offer", Method: "POST", Body: []byte("{}"), Meta: map[string]string{"CONTENT_TYPE": "application/json"}}, 200, "pol.allowed", "allow", "keyhandler"},
+		{"payment may not sign", "payment", &callpb.Call{Script: "keyhandler/sign-offer", Method: "POST", Body: []byte("{}")}, 403, "pol.caller_clearance", "deny", ""},
 		{"method filter", "outside", &callpb.Call{Script: "purchasing/catalogue", Method: "POST"}, 405, "flt.method", "deny", ""},
 		{"content type filter", "outside", &callpb.Call{Script: "purchasing/basket", Method: "POST", Body: []byte("{}"), Meta: map[string]string{"CONTENT_TYPE": "text/html"}}, 415, "flt.content_type", "deny", ""},
 		{"json filter", "outside", &callpb.Call{Script: "purchasing/basket", Method: "POST", Body: []byte("{"), Meta: map[string]string{"CONTENT_TYPE": "application/json"}}, 400, "flt.json", "deny", ""},
 		{"size filter", "outside", &callpb.Call{Script: "purchasing/basket", Method: "POST", Body: make([]byte, 70000), Meta: map[string]string{"CONTENT_TYPE": "application/json"}}, 413, "flt.body_size", "deny", ""},
 		// A compartment cannot claim to be someone else: caller comes from
 		// the connection, the field is overwritten.
-		{"claimed caller ignored", "outside", &callpb.Call{Script: "keyhandler/sign", Method: "POST", Caller: "purchasing", Body: []byte("x"), Meta: map[string]string{"CONTENT_TYPE": "application/json"}}, 403, "pol.caller_clearance", "deny", ""},
+		{"claimed caller ignored", "outside", &callpb.Call{Script: "keyhandler/sign-offer", Method: "POST", Caller: "purchasing", Body: []byte("{}"), Meta: map[string]string{"CONTENT_TYPE": "application/json"}}, 403, "pol.caller_clearance", "deny", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

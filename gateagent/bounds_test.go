@@ -81,14 +81,14 @@ func TestForwardReqIDIsTheGates(t *testing.T) {
 	a, _, targets := newTestAgent(t)
 	a.audit = l
 	a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	a.Forward(context.Background(), "purchasing", &callpb.Call{Script: "keyhandler/sign", Method: "POST", Body: []byte("x"),
-		Meta: map[string]string{"CONTENT_TYPE": "application/octet-stream"}, ReqId: "mine"})
+	a.Forward(context.Background(), "purchasing", &callpb.Call{Script: "keyhandler/sign-offer", Method: "POST", Body: []byte("{}"),
+		Meta: map[string]string{"CONTENT_TYPE": "application/json"}, ReqId: "mine"})
 	genuine := targets["keyhandler"].got.GetReqId()
 	if genuine == "mine" || genuine == "" {
 		t.Fatalf("forwarded req id %q: the caller's", genuine)
 	}
 	// outside replays that id with a call of its own.
-	resp := a.Forward(context.Background(), "outside", &callpb.Call{Script: "keyhandler/sign", Method: "POST", ReqId: genuine})
+	resp := a.Forward(context.Background(), "outside", &callpb.Call{Script: "keyhandler/sign-offer", Method: "POST", ReqId: genuine})
 	if strings.Contains(string(resp.Body), genuine) {
 		t.Fatalf("denial names the reused id: %s", resp.Body)
 	}

@@ -19,7 +19,7 @@ import (
 func FuzzForward(f *testing.F) {
 	f.Add(uint8(0), "purchasing/catalogue", "GET", "", "", "", []byte(nil), "")
 	f.Add(uint8(0), "purchasing/basket", "POST", "/x", "a=1", "cert:ab", []byte(`{"items":[]}`), "application/json")
-	f.Add(uint8(1), "keyhandler/sign", "POST", "", "", "", []byte("x"), "application/octet-stream")
+	f.Add(uint8(1), "keyhandler/sign-offer", "POST", "", "", "", []byte("x"), "application/json")
 	f.Add(uint8(0), "purchasing/../keyhandler/sign", "POST", "", "", "", []byte("{"), "application/json; charset=utf-8")
 	f.Add(uint8(4), "payment/authorize", "POST", "", "", "\xff<<<", []byte(`{"pan":"4111111111111111"}`), "application/json")
 	a, audit, _ := newTestAgent(f)

@@ -71,7 +71,7 @@ func (b *blocker) Handle(ctx context.Context, _ *callpb.Call) (*callpb.Response,
 func catalogue() *callpb.Call { return &callpb.Call{Script: "purchasing/catalogue", Method: "GET"} }
 
 func sign() *callpb.Call {
-	return &callpb.Call{Script: "keyhandler/sign", Method: "POST", Body: []byte("x"), Meta: map[string]string{"CONTENT_TYPE": "application/octet-stream"}}
+	return &callpb.Call{Script: "keyhandler/sign-offer", Method: "POST", Body: []byte("{}"), Meta: map[string]string{"CONTENT_TYPE": "application/json"}}
 }
 
 // limitRecords are the limiter's aggregated records of caller and the

@@ -35,21 +35,26 @@ command_authorizations := {
 	"role.list": "roles.read",
 	"role.assign": "roles.write",
 	"role.revoke": "roles.write",
+	"key.show": "keys.read",
+	"key.export_cert": "keys.read",
+	"key.rotate": "keys.manage",
 }
 
 # What each role may do. No role holds another's authorizations: the
-# auditor reads audit and changes nothing; the secadmin changes policy and
-# roles but cannot read audit or touch keys; nobody reads a private key.
+# auditor reads audit (and the merchant's public certificates) and changes
+# nothing; the secadmin changes policy and roles but cannot read audit or
+# touch keys; the keyadmin rotates the merchant key, two-person; nobody
+# reads a private key.
 role_authorizations := {
 	"secadmin": {"session", "policy.read", "policy.write", "roles.read", "roles.write", "explain"},
 	"keyadmin": {"session", "keys.read", "keys.manage"},
-	"auditor": {"session", "audit.read", "explain"},
+	"auditor": {"session", "audit.read", "explain", "keys.read"},
 	"operator": {"session", "appliance.status", "appliance.control", "explain"},
 	"contentmgr": {"session", "content.read", "content.write"},
 }
 
 # Sensitive acts need a proposal by one person and approval by another.
-two_person := {"policy.propose", "policy.rollback", "role.assign", "role.revoke"}
+two_person := {"policy.propose", "policy.rollback", "role.assign", "role.revoke", "key.rotate"}
 
 account := object.get(data.e2sgate.accounts, format_int(input.uid, 10), {"name": "", "roles": []})
 

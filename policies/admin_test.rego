@@ -69,3 +69,28 @@ test_every_command_belongs_to_a_role if {
 		need in auths
 	}
 }
+
+test_keyadmin_rotates_with_two_persons if {
+	d := decide(60102, "key.rotate")
+	d.allow
+	d.two_person
+	d.authorization == "keys.manage"
+	decide(60102, "key.show").allow
+	decide(60102, "key.export_cert").allow
+}
+
+test_auditor_reads_keys_but_does_not_rotate if {
+	decide(60103, "key.show").allow
+	decide(60103, "key.export_cert").allow
+	d := decide(60103, "key.rotate")
+	not d.allow
+	d.authorization == "keys.manage"
+}
+
+test_others_have_no_key_commands if {
+	every uid in [60101, 60104, 60105] {
+		every cmd in ["key.show", "key.export_cert", "key.rotate"] {
+			not decide(uid, cmd).allow
+		}
+	}
+}

@@ -15,7 +15,7 @@ catalogue := {
 sign := {
 	"caller": "purchasing", "caller_label": "confidential:shop",
 	"target": "keyhandler", "target_label": "secret:keys,shop",
-	"script": "keyhandler/sign", "method": "POST",
+	"script": "keyhandler/sign-offer", "method": "POST",
 	"registration": {"callers": ["purchasing"], "clearance": "confidential:shop", "roles": []},
 	"user": {"name": "", "roles": []},
 }

@@ -23,6 +23,9 @@ const usage = `usage: e2sctl [-socket PATH] [-json] COMMAND [ARGS]
   policy show|check DIR|propose DIR|rollback                              (secadmin)
   policy shadow DIR|shadow-report|shadow-stop  the candidate beside the active set on live calls
   role list | role assign|revoke UID ROLE [-name NAME]  (secadmin; NAME: a check of the uid's account name)
+  key show                              the merchant certificate, fingerprint, validity, where the key lives (keyadmin, auditor)
+  key export-cert FILE|-                write the merchant certificate (PEM)   (keyadmin, auditor)
+  key rotate                            a new merchant key; old signatures stay verifiable (keyadmin, two-person)
   proposals | approve ID | reject ID    the two-person rule
 
 exit status: 0 done, 1 failed, 2 usage, 3 denied, 4 audit log not whole

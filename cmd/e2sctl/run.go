@@ -111,6 +111,24 @@ func (c *cli) dispatch(a []string) (int, error) {
 			return exitFail, err
 		}
 		return c.call(name, map[string]any{"files": files})
+	case "key":
+		name, r, err := sub()
+		if err != nil {
+			return exitUsage, err
+		}
+		switch name {
+		case "key.show", "key.rotate":
+			if len(r) != 0 {
+				return exitUsage, errUsage
+			}
+			return c.call(name, nil)
+		case "key.export-cert":
+			if len(r) != 1 {
+				return exitUsage, errUsage
+			}
+			return c.exportCert(r[0])
+		}
+		return exitUsage, errUsage
 	case "role":
 		name, r, err := sub()
 		if err != nil {
@@ -297,4 +315,26 @@ func (c *cli) call(cmd string, args any) (int, error) {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	fmt.Fprintln(c.out, string(b))
 	return code, nil
+}
+
+// exportCert writes the merchant certificate (PEM) to file, or to stdout
+// for "-".
+func (c *cli) exportCert(file string) (int, error) {
+	resp, code, err := c.request("key.export_cert", nil)
+	if err != nil || code != exitOK {
+		return code, err
+	}
+	var p string
+	if err := json.Unmarshal(resp.Result, &p); err != nil || !strings.HasPrefix(p, "-----BEGIN CERTIFICATE-----") {
+		return exitFail, fmt.Errorf("the supervisor answered no certificate")
+	}
+	if file == "-" {
+		fmt.Fprint(c.out, p)
+		return exitOK, nil
+	}
+	if err := os.WriteFile(file, []byte(p), 0o644); err != nil {
+		return exitFail, err
+	}
+	fmt.Fprintf(c.out, "merchant certificate written to %s\n", file)
+	return exitOK, nil
 }

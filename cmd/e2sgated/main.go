@@ -1,5 +1,6 @@
-// Command e2sgated is the supervisor of the e2sgate appliance, and, run as
-// "e2sgated gate", its gate agent.
+// Command e2sgated is the supervisor of the e2sgate appliance; run as
+// "e2sgated gate", its gate agent; "e2sgated accounts init" is the
+// install-time step that creates the first operators' role book.
 package main
 
 import (
@@ -23,9 +24,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "gate" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "gate":
 		err = runGate(ctx, log.With("source", "gateagent"))
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "accounts":
+		err = accounts(os.Args[2:])
+	default:
 		err = run(ctx, log)
 	}
 	if err != nil {

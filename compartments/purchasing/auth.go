@@ -237,7 +237,7 @@ func (h *Handler) login(ctx context.Context, c *callpb.Call) *callpb.Response {
 	ans := LoginAnswer{Type: api.TypeSession, Session: id, Expires: now.Add(sessionTTL).UTC().Format(time.RFC3339),
 		Buyer: viewOf(b.Org.ID, b.Member), Catalogue: "/cgi-bin/purchasing/private"}
 	doc, _ := json.Marshal(ans)
-	if sig, err := h.sign(ctx, c.GetReqId(), doc); err == nil {
+	if sig, err := h.sign(ctx, c.GetReqId(), "session", doc); err == nil {
 		ans.MerchantSignature = sig
 	} else {
 		h.log.Warn("login answer unsigned", "req_id", c.GetReqId(), "error", err)

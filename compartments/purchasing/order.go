@@ -67,19 +67,23 @@ func (h *Handler) callAs(ctx context.Context, reqID, script, ctype string, body 
 	return h.gate.Call(ctx, c)
 }
 
-// sign has the key handler sign content (attached SignedData, DER).
-func (h *Handler) sign(ctx context.Context, reqID string, content []byte) ([]byte, error) {
-	r, err := h.callAs(ctx, reqID, "keyhandler/sign", "application/octet-stream", content)
+// sign has the key handler sign a JSON document of a purpose ("offer",
+// "session", "statement": the script keyhandler/sign-<purpose>, which
+// checks the document) as attached SignedData, DER.
+func (h *Handler) sign(ctx context.Context, reqID, purpose string, doc []byte) ([]byte, error) {
+	script := "keyhandler/sign-" + purpose
+	r, err := h.callAs(ctx, reqID, script, "application/json", doc)
 	if err != nil {
 		return nil, err
 	}
 	if r.GetStatus() != 200 {
-		return nil, fmt.Errorf("keyhandler/sign: status %d %s", r.GetStatus(), r.GetReason())
+		return nil, fmt.Errorf("%s: status %d %s", script, r.GetStatus(), r.GetBody())
 	}
 	return r.GetBody(), nil
 }
 
-// merchantCert is the key handler's certificate, fetched once.
+// merchantCert is the key handler's certificate, fetched once and again
+// after forgetMerchant (the key handler's key was rotated).
 func (h *Handler) merchantCert(ctx context.Context, reqID string) (*x509.Certificate, error) {
 	h.certMu.Lock()
 	defer h.certMu.Unlock()
@@ -99,6 +103,17 @@ func (h *Handler) merchantCert(ctx context.Context, reqID string) (*x509.Certifi
 	}
 	h.merchant = c
 	return c, nil
+}
+
+// forgetMerchant drops the cached certificate if it is old, so that the
+// next merchantCert asks the key handler again: a document it signed with
+// another certificate may be from a rotated key.
+func (h *Handler) forgetMerchant(old *x509.Certificate) {
+	h.certMu.Lock()
+	defer h.certMu.Unlock()
+	if h.merchant != nil && h.merchant.Equal(old) {
+		h.merchant = nil
+	}
 }
 
 // lock serialises the steps of one order (striped: a bounded set of
@@ -175,9 +190,15 @@ func (h *Handler) accept(ctx context.Context, c *callpb.Call) *callpb.Response {
 		return protocol.Error(503, "sign_unavailable", "the merchant certificate is not available; try again")
 	}
 	now := h.now()
-	signed, err := cms.Verify(req.Acceptance, cms.VerifyOptions{Registered: []*x509.Certificate{merchant, b.Cert}, CurrentTime: now})
+	// The merchant's signature is the one issued (made by the key handler
+	// then, with the key of that day: a rotation since leaves it valid).
+	issuer := merchant
+	if len(loose.Signers) > 0 && bytes.Equal(loose.Signers[0].Signature, issued.Signature) {
+		issuer = loose.Signers[0].Certificate
+	}
+	signed, err := cms.Verify(req.Acceptance, cms.VerifyOptions{Registered: []*x509.Certificate{issuer, b.Cert}, CurrentTime: now})
 	if err != nil || len(signed.Signers) != 2 ||
-		!signed.Signers[0].Certificate.Equal(merchant) || !bytes.Equal(signed.Signers[0].Signature, issued.Signature) ||
+		!signed.Signers[0].Certificate.Equal(issuer) || !bytes.Equal(signed.Signers[0].Signature, issued.Signature) ||
 		!signed.Signers[1].Certificate.Equal(b.Cert) {
 		h.log.Warn("acceptance signature refused", "req_id", c.GetReqId(), "offer_id", doc.OfferID, "error", err)
 		return protocol.Error(403, "bad_signature", "the acceptance must carry the merchant's offer signature and the buyer's, by its registered certificate")
@@ -210,7 +231,14 @@ func (h *Handler) accept(ctx context.Context, c *callpb.Call) *callpb.Response {
 		return protocol.Error(502, "sign_unavailable", "the contract could not be signed; try again (payment is not charged twice)")
 	}
 	contract := r.GetBody()
-	cs, err := cms.Verify(contract, cms.VerifyOptions{Registered: []*x509.Certificate{merchant, b.Cert}, CurrentTime: now})
+	cs, err := cms.Verify(contract, cms.VerifyOptions{Registered: []*x509.Certificate{issuer, merchant, b.Cert}, CurrentTime: now})
+	if l, lerr := cms.Verify(contract, cms.VerifyOptions{SkipTrust: true}); err != nil && lerr == nil && len(l.Signers) == 3 &&
+		!l.Signers[2].Certificate.Equal(merchant) { // the key was rotated since we fetched its certificate
+		h.forgetMerchant(merchant)
+		if merchant, err = h.merchantCert(ctx, c.GetReqId()); err == nil {
+			cs, err = cms.Verify(contract, cms.VerifyOptions{Registered: []*x509.Certificate{issuer, merchant, b.Cert}, CurrentTime: now})
+		}
+	}
 	if err != nil || len(cs.Signers) != 3 || !bytes.Equal(cs.Content, issued.Content) || !cs.Signers[2].Certificate.Equal(merchant) {
 		h.log.Error("key handler's contract does not verify", "req_id", c.GetReqId(), "error", err)
 		return protocol.Error(502, "sign_refused", "the contract could not be signed")

@@ -300,7 +300,7 @@ func (h *Handler) offer(ctx context.Context, c *callpb.Call) *callpb.Response {
 	if err != nil {
 		return protocol.Error(500, "internal", "cannot encode offer")
 	}
-	der, err := h.sign(ctx, c.GetReqId(), body)
+	der, err := h.sign(ctx, c.GetReqId(), "offer", body)
 	if err != nil {
 		h.log.Error("sign offer", "req_id", c.GetReqId(), "error", err)
 		return protocol.Error(502, "sign_unavailable", "the offer could not be signed; try again")
@@ -311,6 +311,12 @@ func (h *Handler) offer(ctx context.Context, c *callpb.Call) *callpb.Response {
 			return protocol.Error(503, "sign_unavailable", "the merchant certificate is not available; try again")
 		}
 		signed, err := cms.Verify(der, cms.VerifyOptions{Registered: []*x509.Certificate{cert}})
+		if err != nil { // the key handler's key may have been rotated since we asked
+			h.forgetMerchant(cert)
+			if cert, err = h.merchantCert(ctx, c.GetReqId()); err == nil {
+				signed, err = cms.Verify(der, cms.VerifyOptions{Registered: []*x509.Certificate{cert}})
+			}
+		}
 		if err != nil || len(signed.Signers) != 1 || !bytes.Equal(signed.Content, body) {
 			h.log.Error("key handler's offer signature does not verify", "req_id", c.GetReqId(), "error", err)
 			return protocol.Error(502, "sign_refused", "the offer could not be signed")

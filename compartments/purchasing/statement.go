@@ -74,7 +74,7 @@ func (h *Handler) statement(ctx context.Context, c *callpb.Call) *callpb.Respons
 	}
 	st := buildStatement(b.Org, orders, h.cat.Currency, h.now())
 	doc, _ := json.Marshal(st)
-	der, err := h.sign(ctx, c.GetReqId(), doc)
+	der, err := h.sign(ctx, c.GetReqId(), "statement", doc)
 	if err != nil {
 		h.log.Error("sign statement", "req_id", c.GetReqId(), "error", err)
 		return protocol.Error(502, "sign_unavailable", "the statement could not be signed; try again")

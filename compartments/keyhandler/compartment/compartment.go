@@ -15,5 +15,12 @@ func init() {
 		Network:    manifest.NetLoopback,
 		Code:       []string{"compartments/keyhandler"},
 		MayNotLink: []string{"gateagent", "internal/daemon/supervisor"},
+		Events: []manifest.EventKind{
+			// A signing request its purpose's check refused
+			// (compartments/keyhandler/purpose.go).
+			{Kind: "sign", Reasons: []string{"keyhandler.not_a_document", "keyhandler.wrong_purpose",
+				"keyhandler.malformed", "keyhandler.wrong_merchant", "keyhandler.amounts", "keyhandler.time",
+				"keyhandler.not_an_acceptance", "keyhandler.wrong_buyer", "keyhandler.bad_recipient"}},
+		},
 	})
 }

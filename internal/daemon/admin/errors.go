@@ -28,4 +28,9 @@ var (
 	// ErrAccountMismatch: the role book and the system's account database
 	// disagree about a uid.
 	ErrAccountMismatch = errors.New("the role book and the system account database disagree")
+	// ErrNoSuchAccount: the system account database has no such name.
+	ErrNoSuchAccount = errors.New("no such account")
+	// ErrBookExists: the role book already names accounts (accounts init
+	// without -force).
+	ErrBookExists = errors.New("the role book already names accounts")
 )

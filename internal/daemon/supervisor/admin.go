@@ -86,6 +86,13 @@ func (s *Supervisor) startAdmin(ctx context.Context) (func(), error) {
 	for _, err := range roles.Mismatches(admin.SystemAccounts) {
 		s.log.Warn("role account holds no role", "error", err)
 	}
+	if len(roles.Accounts()) == 0 {
+		// A fresh install: tell the newcomer the one step that makes e2sctl usable.
+		self, _ := os.Executable()
+		hint := fmt.Sprintf("no operator accounts yet, so e2sctl refuses everyone (root has no role): stop e2sgated, run %s accounts init NAME=ROLE ... as root (e.g. otto=operator ada=auditor; docs/OPERATIONS.md \"First operators\"), start it again", self)
+		s.log.Warn("role book has no accounts", "role_book", filepath.Join(adminDir, "roles.yaml"), "next", hint)
+		fmt.Fprintln(os.Stdout, "e2sgate: "+hint)
+	}
 	authz, err := admin.NewAuthorizer(ctx, src, roles)
 	if err != nil {
 		alog.Close()
@@ -128,6 +135,7 @@ func (s *Supervisor) startAdmin(ctx context.Context) (func(), error) {
 }
 
 func (s *Supervisor) registerAdmin(srv *admin.Server) {
+	s.registerKeys(srv)
 	srv.Register("status", admin.Command{Run: func(context.Context, admin.Caller, json.RawMessage) (any, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()

@@ -235,6 +235,9 @@ func (s *Supervisor) announce(ctx context.Context) {
 		}
 	}
 	s.publishWebCert()
+	if err := s.publishMerchantCert(); err != nil {
+		s.log.Warn("merchant certificate not published", "error", err)
+	}
 	s.log.Info("e2sgate is up", "url", s.status.URL, "status", filepath.Join(s.cfg.RunDir, "status.json"),
 		"web_cert", s.status.WebCert, "web_cert_sha256", s.status.WebCertSHA256)
 	fmt.Fprintf(os.Stdout, "e2sgate web front: %s\n", s.status.URL)
