@@ -169,7 +169,7 @@ func TestGateFloodPurchaseCompletes(t *testing.T) {
 		case r.Caller == "outside" && (r.Reason == "gate.rate_limited" || r.Reason == "gate.too_many_calls"):
 			aggregated++
 			aggregatedCalls += max(r.Count, 1)
-		case r.Caller == "outside" && (r.Script == "keyhandler/sign" && r.Reason == "pol.caller_clearance" || r.Script == "purchasing/flood" && r.Reason == "reg.unknown_script"):
+		case r.Caller == "outside" && (r.Script == "keyhandler/sign-offer" && r.Reason == "pol.caller_clearance" || r.Script == "purchasing/flood" && r.Reason == "reg.unknown_script"):
 			decided++
 		case r.Caller != "outside" && r.Event == "" && r.Status == 429:
 			others = append(others, r)

@@ -7,7 +7,7 @@
 //
 // In order: -oversize calls larger than outside may send (the transport
 // refuses them); -conns raw connections opened and held (sending nothing);
-// then -workers loops of denied calls (keyhandler/sign, which outside may
+// then -workers loops of denied calls (keyhandler/sign-offer, which outside may
 // not call, and an unregistered script) over a few gRPC connections made
 // before the held ones, until stdin closes.
 package main
@@ -144,7 +144,7 @@ func run(socket string, nconns, workers, clients, oversize int) error {
 // denied is the i-th call of the flood: every one is refused by the gate.
 func denied(i int) *callpb.Call {
 	if i%2 == 0 {
-		return &callpb.Call{Script: "keyhandler/sign", Method: "POST", Body: []byte(`{}`),
+		return &callpb.Call{Script: "keyhandler/sign-offer", Method: "POST", Body: []byte(`{}`),
 			Meta: map[string]string{"CONTENT_TYPE": "application/json"}}
 	}
 	return &callpb.Call{Script: "purchasing/flood", Method: "GET"}

@@ -498,7 +498,7 @@ func (r *prober) calls() {
 	me := r.plan.Compartment
 	// A script this compartment may not call, and one whose clearance is
 	// above its label; purchasing is registered for the key handler's.
-	forbidden, spoofAs := "keyhandler/sign", "purchasing"
+	forbidden, spoofAs := "keyhandler/sign-offer", "purchasing"
 	if me == "purchasing" {
 		forbidden, spoofAs = "purchasing/delivered", "inside"
 	}
