@@ -229,6 +229,79 @@ func TestVM(t *testing.T) {
 	}
 }
 
+// TestRollback updates a copy of the image twice, watching the console
+// only (it does not wait for the appliance to serve, so it holds under
+// software emulation too): first to a copy of the next image with a byte of
+// its root flipped, which must panic on its one try and fall back to the
+// old image in slot a; then to the next image itself, which must boot from
+// slot b. TestVM does the same with the appliance serving in between.
+func TestRollback(t *testing.T) {
+	image := os.Getenv(EnvImage)
+	if image == "" {
+		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
+	}
+	next := os.Getenv(EnvNext)
+	if next == "" {
+		t.Fatalf("%s is not set: the update needs a second, newer image (make image-next builds bin/e2sgate-next.img)", EnvNext)
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "ssh-keygen", "mkfs.vfat", "mcopy", "mmd", "mdir", "cp", "sfdisk", "objcopy"} {
+		testutil.Requires(t, tool)
+	}
+	testutil.RequiresFile(t, ovmfCode, "OVMF (Debian package ovmf)")
+	v1, v2 := imageVersion(t, image), imageVersion(t, next)
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.img")
+	run(t, "cp", "--sparse=always", image, disk)
+	key := filepath.Join(dir, "id")
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vm-test", "-f", key)
+	seed := makeSeed(t, dir, key+".pub", "version: 1\nlisten: 0.0.0.0:8443\n")
+
+	bad := filepath.Join(dir, "next-tampered.img")
+	run(t, "cp", "--sparse=always", next, bad)
+	flipByte(t, bad, partitionStart(t, bad, "e2s-root-a")+8)
+	update(t, bad, disk)
+	q := start1(t, dir, "rollback", disk, seed, false)
+	q.awaitConsole(t, "image "+v1+", root on e2s-root-a")
+	con := q.console()
+	if i, j := strings.Index(con, "Kernel panic"), strings.Index(con, "image "+v1); i < 0 || i > j {
+		t.Errorf("no kernel panic of the tampered update before %s came back:\n%s", v1, tail(con, 3000))
+	}
+	if strings.Contains(con, "image "+v2) {
+		t.Errorf("the tampered image %s came up", v2)
+	}
+	q.powerdown(t)
+	if e := bootEntries(t, disk); !slices.Equal(e, []string{"e2sgate-" + v1 + ".efi", "e2sgate-" + v2 + "+0-1.efi"}) {
+		t.Errorf("boot entries after the rollback = %v, want %s good and %s marked bad (+0-1)", e, v1, v2)
+	}
+
+	update(t, next, disk)
+	q = start1(t, dir, "update", disk, seed, false)
+	q.awaitConsole(t, "image "+v2+", root on e2s-root-b")
+	q.wantConsole(t, "secure boot: on")
+	q.powerdown(t)
+	if e := bootEntries(t, disk); !slices.Contains(e, "e2sgate-"+v1+".efi") || len(e) != 2 {
+		t.Errorf("boot entries after the update = %v, want %s and the tried %s", e, v1, v2)
+	}
+}
+
+// awaitConsole waits until the console shows want; it fails when QEMU ends
+// or the boot timeout passes first.
+func (q *qemu) awaitConsole(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(bootTimeout())
+	for !strings.Contains(q.console(), want) {
+		select {
+		case <-q.exited:
+			t.Fatalf("QEMU (%s) ended before the console showed %q:\n%s", q.name, want, tail(q.console(), 3000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the %s console did not show %q in %s:\n%s", q.name, want, bootTimeout(), tail(q.console(), 3000))
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
 // TestUnseeded boots the image with a seed whose e2sgate.yaml e2sgated
 // refuses: the appliance must not run, and the web front must say why
 // (503, the reason id, the next step) rather than be unreachable.
