@@ -79,7 +79,7 @@ func TestVM(t *testing.T) {
 	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vm-test", "-f", key)
 	seed := makeSeed(t, dir, key+".pub", "version: 1\nlisten: 0.0.0.0:8443\n")
 
-	vm := boot(t, dir, "first", disk, seed, key)
+	vm := boot(t, dir, "first", disk, seed, key, bootTimeout())
 	t.Logf("boot to serving: %s (%s)", vm.serving.Round(100*time.Millisecond), vm.accel)
 
 	t.Run("static page", func(t *testing.T) {
@@ -191,7 +191,7 @@ func TestVM(t *testing.T) {
 	run(t, "cp", "--sparse=always", next, bad)
 	flipByte(t, bad, partitionStart(t, bad, "e2s-root-a")+8)
 	update(t, bad, disk)
-	vm = boot(t, dir, "rollback", disk, seed, key)
+	vm = boot(t, dir, "rollback", disk, seed, key, 2*bootTimeout()) // the failed boot, then the good one
 	t.Logf("boot to serving after a failed update and the rollback: %s", vm.serving.Round(100*time.Millisecond))
 	t.Run("rolled back", func(t *testing.T) {
 		con := vm.console()
@@ -212,7 +212,7 @@ func TestVM(t *testing.T) {
 	// The real update: the next image into the slot not in use (b), booted,
 	// marked good once it serves; e2s-var stays.
 	update(t, next, disk)
-	vm = boot(t, dir, "second", disk, seed, key)
+	vm = boot(t, dir, "second", disk, seed, key, bootTimeout())
 	t.Logf("boot to serving after the update to %s: %s", v2, vm.serving.Round(100*time.Millisecond))
 	t.Run("runs the update", func(t *testing.T) {
 		vm.wantConsole(t, "image "+v2+", root on e2s-root-b", "secure boot: on")
@@ -261,7 +261,7 @@ func TestRollback(t *testing.T) {
 	flipByte(t, bad, partitionStart(t, bad, "e2s-root-a")+8)
 	update(t, bad, disk)
 	q := start1(t, dir, "rollback", disk, seed, false)
-	q.awaitConsole(t, "image "+v1+", root on e2s-root-a")
+	q.awaitConsole(t, "image "+v1+", root on e2s-root-a", 2*bootTimeout()) // the failed boot, then the good one
 	con := q.console()
 	if i, j := strings.Index(con, "Kernel panic"), strings.Index(con, "image "+v1); i < 0 || i > j {
 		t.Errorf("no kernel panic of the tampered update before %s came back:\n%s", v1, tail(con, 3000))
@@ -276,7 +276,7 @@ func TestRollback(t *testing.T) {
 
 	update(t, next, disk)
 	q = start1(t, dir, "update", disk, seed, false)
-	q.awaitConsole(t, "image "+v2+", root on e2s-root-b")
+	q.awaitConsole(t, "image "+v2+", root on e2s-root-b", bootTimeout())
 	q.wantConsole(t, "secure boot: on")
 	q.powerdown(t)
 	if e := bootEntries(t, disk); !slices.Contains(e, "e2sgate-"+v1+".efi") || len(e) != 2 {
@@ -285,10 +285,10 @@ func TestRollback(t *testing.T) {
 }
 
 // awaitConsole waits until the console shows want; it fails when QEMU ends
-// or the boot timeout passes first.
-func (q *qemu) awaitConsole(t *testing.T, want string) {
+// or within passes first.
+func (q *qemu) awaitConsole(t *testing.T, want string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(bootTimeout())
+	deadline := time.Now().Add(within)
 	for !strings.Contains(q.console(), want) {
 		select {
 		case <-q.exited:
@@ -296,7 +296,7 @@ func (q *qemu) awaitConsole(t *testing.T, want string) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the %s console did not show %q in %s:\n%s", q.name, want, bootTimeout(), tail(q.console(), 3000))
+			t.Fatalf("the %s console did not show %q in %s:\n%s", q.name, want, within, tail(q.console(), 3000))
 		}
 		time.Sleep(2 * time.Second)
 	}
@@ -467,11 +467,11 @@ func kvm() bool {
 
 // boot starts the VM and waits until it serves: the web front answers and
 // the operator's e2sctl status shows every compartment running.
-func boot(t *testing.T, dir, name, disk, seed, key string) *qemu {
+func boot(t *testing.T, dir, name, disk, seed, key string, within time.Duration) *qemu {
 	t.Helper()
 	q := start1(t, dir, name, disk, seed, false)
 	began := time.Now()
-	deadline := began.Add(bootTimeout())
+	deadline := began.Add(within)
 	front := time.Duration(0)
 	for {
 		select {
@@ -494,7 +494,7 @@ func boot(t *testing.T, dir, name, disk, seed, key string) *qemu {
 			return q
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("web front not serving %s after QEMU started (%s boot); console:\n%s", bootTimeout(), name, tail(q.console(), 4000))
+			t.Fatalf("web front not serving %s after QEMU started (%s boot); console:\n%s", within, name, tail(q.console(), 4000))
 		}
 		time.Sleep(time.Second)
 	}
