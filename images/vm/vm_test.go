@@ -1,12 +1,14 @@
 // Package vm tests the appliance's VM image (`make vm-test`): it boots
 // bin/e2sgate.img headless under QEMU (KVM where /dev/kvm exists, software
-// emulation otherwise) with OVMF, user-mode networking forwarding two
-// loopback ports only (web front and SSH), and checks the appliance from the
-// host as a buyer and as the role accounts would. Every QEMU it starts it
-// kills by pid, on failure too.
+// emulation otherwise) with OVMF in Secure Boot mode, user-mode networking
+// forwarding two loopback ports only (web front and SSH), and checks the
+// appliance from the host as a buyer and as the role accounts would; then
+// updates it to a second, newer image (E2SGATE_VM_NEXT), first a tampered
+// copy that must roll back, then the real one. Every QEMU it starts it kills
+// by pid, on failure too.
 //
-// The test runs only when E2SGATE_VM_IMAGE names the image (make vm-test
-// sets it), so `go test ./...` does not boot VMs.
+// The tests run only when E2SGATE_VM_IMAGE names the image (make vm-test
+// and make test set it), so `go test ./...` alone does not boot VMs.
 package vm
 
 import (
@@ -22,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,14 +33,21 @@ import (
 	"github.com/e2sgate/e2sgate/internal/testutil"
 )
 
-// EnvImage names the image under test.
-const EnvImage = "E2SGATE_VM_IMAGE"
-
-// OVMF from Debian's ovmf package: code read-only, a copy of the variables
-// per VM.
+// EnvImage names the image under test, EnvNext a second build of it with a
+// newer IMAGE_VERSION (the update).
+// EnvFull=1 runs TestVM without KVM too.
 const (
-	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	EnvImage = "E2SGATE_VM_IMAGE"
+	EnvNext  = "E2SGATE_VM_NEXT"
+	EnvFull  = "E2SGATE_VM_FULL"
+)
+
+// OVMF from Debian's ovmf package, Secure Boot enforced, with Debian's
+// snakeoil test key in PK, KEK and db (the key make image signs with when
+// given no other): code read-only, a copy of the variables per VM.
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
 )
 
 var roles = []string{"secadmin", "keyadmin", "auditor", "operator", "contentmgr"}
@@ -50,10 +60,18 @@ func TestVM(t *testing.T) {
 	if image == "" {
 		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "ssh", "ssh-keygen", "openssl", "mkfs.vfat", "mcopy", "mmd", "cp"} {
+	if !kvm() && os.Getenv(EnvFull) == "" {
+		t.Skipf("this kernel has no KVM (/dev/kvm): the full boot, update and rollback take 15-30 min in software emulation, past make test's budget; make vm-test runs them (%s=1)", EnvFull)
+	}
+	next := os.Getenv(EnvNext)
+	if next == "" {
+		t.Fatalf("%s is not set: the update needs a second, newer image (make vm-test builds bin/e2sgate-next.img)", EnvNext)
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "ssh", "ssh-keygen", "openssl", "mkfs.vfat", "mcopy", "mmd", "mdir", "cp", "sfdisk", "objcopy"} {
 		testutil.Requires(t, tool)
 	}
 	testutil.RequiresFile(t, ovmfCode, "OVMF (Debian package ovmf)")
+	v1, v2 := imageVersion(t, image), imageVersion(t, next)
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "disk.img")
 	run(t, "cp", "--sparse=always", image, disk) // the built image stays pristine
@@ -61,7 +79,7 @@ func TestVM(t *testing.T) {
 	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vm-test", "-f", key)
 	seed := makeSeed(t, dir, key+".pub", "version: 1\nlisten: 0.0.0.0:8443\n")
 
-	vm := boot(t, dir, "first", disk, seed, key)
+	vm := boot(t, dir, "first", disk, seed, key, bootTimeout())
 	t.Logf("boot to serving: %s (%s)", vm.serving.Round(100*time.Millisecond), vm.accel)
 
 	t.Run("static page", func(t *testing.T) {
@@ -157,32 +175,181 @@ func TestVM(t *testing.T) {
 			t.Fatalf("no read-only root report on the console")
 		}
 	})
+	t.Run("secure boot", func(t *testing.T) {
+		vm.wantConsole(t, "image "+v1+", root on e2s-root-a", "secure boot: on")
+	})
+	t.Run("idle memory", func(t *testing.T) {
+		t.Logf("guest memory in use while serving, idle: %s", vm.memoryInUse(t))
+	})
+	vm.powerdown(t)
 
-	// Power off, update (the image's ESP, root and verity replace the
-	// disk's; e2s-var stays), boot again: what was on /var must be there.
+	// An update that does not come up: a copy of the next image with a byte
+	// of its root flipped. systemd-boot tries it once (the kernel panics on
+	// the first bad block and reboots), then boots the old image again from
+	// its untouched slot; what was on /var is there.
+	bad := filepath.Join(dir, "next-tampered.img")
+	run(t, "cp", "--sparse=always", next, bad)
+	flipByte(t, bad, partitionStart(t, bad, "e2s-root-a")+8)
+	update(t, bad, disk)
+	vm = boot(t, dir, "rollback", disk, seed, key, 2*bootTimeout()) // the failed boot, then the good one
+	t.Logf("boot to serving after a failed update and the rollback: %s", vm.serving.Round(100*time.Millisecond))
+	t.Run("rolled back", func(t *testing.T) {
+		con := vm.console()
+		if !strings.Contains(con, "Kernel panic") {
+			t.Errorf("the tampered update did not fail (no kernel panic on the console)")
+		}
+		vm.wantConsole(t, "image "+v1+", root on e2s-root-a")
+		if strings.Contains(con, "image "+v2) {
+			t.Errorf("the tampered image %s came up", v2)
+		}
+	})
+	t.Run("order survives rollback", func(t *testing.T) { vm.wantOrder(t, orderID) })
 	vm.powerdown(t)
-	update := exec.Command("./update.sh", image, disk)
-	if out, err := update.CombinedOutput(); err != nil {
-		t.Fatalf("update.sh: %v\n%s", err, out)
-	} else {
-		t.Logf("%s", out)
+	if e := bootEntries(t, disk); !slices.Contains(e, "e2sgate-"+v2+"+0-1.efi") || !slices.Contains(e, "e2sgate-"+v1+".efi") {
+		t.Errorf("boot entries after the rollback = %v, want %s marked bad (+0-1) and %s good", e, v2, v1)
 	}
-	vm = boot(t, dir, "second", disk, seed, key)
-	t.Logf("boot to serving after update and reboot: %s", vm.serving.Round(100*time.Millisecond))
-	t.Run("order survives reboot", func(t *testing.T) {
-		if orderID == "" {
-			t.Fatal("no order was placed before the reboot")
-		}
-		if code, body := vm.get(t, "/cgi-bin/purchasing/order/"+orderID, ""); code != 200 {
-			t.Fatalf("order %s after reboot = %d %.200q", orderID, code, body)
-		}
+
+	// The real update: the next image into the slot not in use (b), booted,
+	// marked good once it serves; e2s-var stays.
+	update(t, next, disk)
+	vm = boot(t, dir, "second", disk, seed, key, bootTimeout())
+	t.Logf("boot to serving after the update to %s: %s", v2, vm.serving.Round(100*time.Millisecond))
+	t.Run("runs the update", func(t *testing.T) {
+		vm.wantConsole(t, "image "+v2+", root on e2s-root-b", "secure boot: on")
 	})
-	t.Run("audit verifies after reboot", func(t *testing.T) {
+	t.Run("order survives update", func(t *testing.T) { vm.wantOrder(t, orderID) })
+	t.Run("audit verifies after update", func(t *testing.T) {
 		if out, err := vm.ssh("auditor", key, "e2sctl audit verify"); err != nil {
-			t.Fatalf("e2sctl audit verify after reboot: %v\n%s", err, out)
+			t.Fatalf("e2sctl audit verify after the update: %v\n%s", err, out)
 		}
 	})
 	vm.powerdown(t)
+	if e := bootEntries(t, disk); !slices.Equal(e, []string{"e2sgate-" + v1 + ".efi", "e2sgate-" + v2 + ".efi"}) {
+		t.Errorf("boot entries after the update = %v, want %s marked good beside %s", e, v2, v1)
+	}
+}
+
+// TestRollback updates a copy of the image twice, watching the console
+// only (it does not wait for the appliance to serve, so it holds under
+// software emulation too): first to a copy of the next image with a byte of
+// its root flipped, which must panic on its one try and fall back to the
+// old image in slot a; then to the next image itself, which must boot from
+// slot b. TestVM does the same with the appliance serving in between.
+func TestRollback(t *testing.T) {
+	image := os.Getenv(EnvImage)
+	if image == "" {
+		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
+	}
+	next := os.Getenv(EnvNext)
+	if next == "" {
+		t.Fatalf("%s is not set: the update needs a second, newer image (make image-next builds bin/e2sgate-next.img)", EnvNext)
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "ssh-keygen", "mkfs.vfat", "mcopy", "mmd", "mdir", "cp", "sfdisk", "objcopy"} {
+		testutil.Requires(t, tool)
+	}
+	testutil.RequiresFile(t, ovmfCode, "OVMF (Debian package ovmf)")
+	v1, v2 := imageVersion(t, image), imageVersion(t, next)
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.img")
+	run(t, "cp", "--sparse=always", image, disk)
+	key := filepath.Join(dir, "id")
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vm-test", "-f", key)
+	seed := makeSeed(t, dir, key+".pub", "version: 1\nlisten: 0.0.0.0:8443\n")
+
+	bad := filepath.Join(dir, "next-tampered.img")
+	run(t, "cp", "--sparse=always", next, bad)
+	flipByte(t, bad, partitionStart(t, bad, "e2s-root-a")+8)
+	update(t, bad, disk)
+	q := start1(t, dir, "rollback", disk, seed, false)
+	q.awaitConsole(t, "image "+v1+", root on e2s-root-a", 2*bootTimeout()) // the failed boot, then the good one
+	con := q.console()
+	if i, j := strings.Index(con, "Kernel panic"), strings.Index(con, "image "+v1); i < 0 || i > j {
+		t.Errorf("no kernel panic of the tampered update before %s came back:\n%s", v1, tail(con, 3000))
+	}
+	if strings.Contains(con, "image "+v2) {
+		t.Errorf("the tampered image %s came up", v2)
+	}
+	q.powerdown(t)
+	if e := bootEntries(t, disk); !slices.Equal(e, []string{"e2sgate-" + v1 + ".efi", "e2sgate-" + v2 + "+0-1.efi"}) {
+		t.Errorf("boot entries after the rollback = %v, want %s good and %s marked bad (+0-1)", e, v1, v2)
+	}
+
+	update(t, next, disk)
+	q = start1(t, dir, "update", disk, seed, false)
+	q.awaitConsole(t, "image "+v2+", root on e2s-root-b", bootTimeout())
+	q.wantConsole(t, "secure boot: on")
+	q.powerdown(t)
+	if e := bootEntries(t, disk); !slices.Contains(e, "e2sgate-"+v1+".efi") || len(e) != 2 {
+		t.Errorf("boot entries after the update = %v, want %s and the tried %s", e, v1, v2)
+	}
+}
+
+// awaitConsole waits until the console shows want; it fails when QEMU ends
+// or within passes first.
+func (q *qemu) awaitConsole(t *testing.T, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !strings.Contains(q.console(), want) {
+		select {
+		case <-q.exited:
+			t.Fatalf("QEMU (%s) ended before the console showed %q:\n%s", q.name, want, tail(q.console(), 3000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the %s console did not show %q in %s:\n%s", q.name, want, within, tail(q.console(), 3000))
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// TestUnseeded boots the image with a seed whose e2sgate.yaml e2sgated
+// refuses: the appliance must not run, and the web front must say why
+// (503, the reason id, the next step) rather than be unreachable.
+func TestUnseeded(t *testing.T) {
+	image := os.Getenv(EnvImage)
+	if image == "" {
+		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "ssh-keygen", "mkfs.vfat", "mcopy", "mmd", "cp"} {
+		testutil.Requires(t, tool)
+	}
+	testutil.RequiresFile(t, ovmfCode, "OVMF (Debian package ovmf)")
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.img")
+	run(t, "cp", "--sparse=always", image, disk)
+	key := filepath.Join(dir, "id")
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vm-test", "-f", key)
+	seed := makeSeed(t, dir, key+".pub", "version: 1\nlisten: 0.0.0.0:8443\nno_such_setting: true\n")
+	q := start1(t, dir, "unseeded", disk, seed, false)
+	began := time.Now()
+	var code int
+	var body []byte
+	var reason string
+	for {
+		select {
+		case <-q.exited:
+			t.Fatalf("QEMU exited; console:\n%s", tail(q.console(), 4000))
+		default:
+		}
+		if resp, err := q.client.Get(q.url("/cgi-bin/purchasing/catalogue")); err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			code, reason = resp.StatusCode, resp.Header.Get("X-E2S-Reason")
+			break
+		}
+		if time.Since(began) > bootTimeout() {
+			t.Fatalf("no web front %s after QEMU started; console:\n%s", bootTimeout(), tail(q.console(), 4000))
+		}
+		time.Sleep(time.Second)
+	}
+	fmt.Printf("vm-test: unseeded boot (%s): web front answers %d after %s\n", q.accel, code, time.Since(began).Round(100*time.Millisecond))
+	var b struct{ Error, Message, Next string }
+	if code != 503 || reason != "seed.config_refused" || json.Unmarshal(body, &b) != nil || b.Error != reason || b.Next == "" {
+		t.Fatalf("web front with a refused seed = %d %q %.300q, want 503 seed.config_refused with the next step", code, reason, body)
+	}
+	t.Logf("503 %s: %s; next: %s", b.Error, b.Message, b.Next)
+	q.wantConsole(t, "the seed's e2sgate.yaml is refused", "no_such_setting")
+	q.powerdown(t)
 }
 
 // TestTamperedRoot flips a byte in the verity-protected root (its squashfs
@@ -197,21 +364,8 @@ func TestTamperedRoot(t *testing.T) {
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "disk.img")
 	run(t, "cp", "--sparse=always", image, disk)
-	start := partitionStart(t, disk, "e2s-root-a")
-	f, err := os.OpenFile(disk, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 1)
-	off := start + 8 // squashfs superblock: inode count, read at mount
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xff
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	// squashfs superblock: inode count, read at mount
+	flipByte(t, disk, partitionStart(t, disk, "e2s-root-a")+8)
 
 	q := start1(t, dir, "tampered", disk, "", true)
 	select {
@@ -224,6 +378,63 @@ func TestTamperedRoot(t *testing.T) {
 		t.Fatalf("tampered root: no refusal on the console:\n%s", tail(con, 3000))
 	}
 	t.Logf("tampered root refused:\n%s", tail(con, 800))
+}
+
+// TestTamperedKernelImage changes the root hash on the command line inside
+// the signed kernel image on the ESP, as someone who can write the disk
+// would to boot a root of their own: the firmware (Secure Boot, the image
+// signed by make image) must refuse to run it, so no kernel starts.
+func TestTamperedKernelImage(t *testing.T) {
+	image := os.Getenv(EnvImage)
+	if image == "" {
+		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
+	}
+	testutil.Requires(t, "qemu-system-x86_64")
+	testutil.RequiresFile(t, ovmfCode, "OVMF (Debian package ovmf)")
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.img")
+	run(t, "cp", "--sparse=always", image, disk)
+	// the kernel image is on the ESP, the disk's first 64 MiB partition
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	esp := partitionStart(t, disk, "esp")
+	b := make([]byte, 64<<20)
+	if _, err := f.ReadAt(b, esp); err != nil {
+		t.Fatal(err)
+	}
+	hash := strings.TrimSpace(readFile(t, image+".roothash"))
+	i := bytes.Index(b, []byte("e2s.roothash="+hash))
+	if i < 0 {
+		t.Fatalf("no e2s.roothash=%s on the ESP of %s", hash, image)
+	}
+	i += len("e2s.roothash=")
+	c := byte('0') // another hex digit: still a well-formed command line
+	if b[i] == '0' {
+		c = '1'
+	}
+	if _, err := f.WriteAt([]byte{c}, esp+int64(i)); err != nil {
+		t.Fatal(err)
+	}
+
+	q := start1(t, dir, "tampered-uki", disk, "", true)
+	deadline := time.Now().Add(bootTimeout() / 2)
+	for !strings.Contains(q.console(), "Security Violation") && !strings.Contains(q.console(), "Access Denied") {
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	con := q.console()
+	if strings.Contains(con, "Linux version") || strings.Contains(con, "e2sgate web front") {
+		t.Fatalf("a kernel image with a changed root hash was started:\n%s", tail(con, 3000))
+	}
+	if !strings.Contains(con, "Security Violation") && !strings.Contains(con, "Access Denied") {
+		t.Fatalf("no refusal by the firmware on the console:\n%s", tail(con, 3000))
+	}
+	t.Logf("tampered kernel image refused:\n%s", tail(con, 600))
 }
 
 // qemu is one running VM.
@@ -256,11 +467,11 @@ func kvm() bool {
 
 // boot starts the VM and waits until it serves: the web front answers and
 // the operator's e2sctl status shows every compartment running.
-func boot(t *testing.T, dir, name, disk, seed, key string) *qemu {
+func boot(t *testing.T, dir, name, disk, seed, key string, within time.Duration) *qemu {
 	t.Helper()
 	q := start1(t, dir, name, disk, seed, false)
 	began := time.Now()
-	deadline := began.Add(bootTimeout())
+	deadline := began.Add(within)
 	front := time.Duration(0)
 	for {
 		select {
@@ -283,7 +494,7 @@ func boot(t *testing.T, dir, name, disk, seed, key string) *qemu {
 			return q
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("web front not serving %s after QEMU started (%s boot); console:\n%s", bootTimeout(), name, tail(q.console(), 4000))
+			t.Fatalf("web front not serving %s after QEMU started (%s boot); console:\n%s", within, name, tail(q.console(), 4000))
 		}
 		time.Sleep(time.Second)
 	}
@@ -328,7 +539,10 @@ func start1(t *testing.T, dir, name, disk, seed string, noReboot bool) *qemu {
 	q.accel = accel
 	args := []string{
 		"-name", "e2sgate-vm-test-" + name,
-		"-machine", "q35,accel=" + accel, "-cpu", cpu, "-smp", "2", "-m", "2048",
+		// smm and a secure flash: the firmware's Secure Boot variables
+		// cannot be changed from the guest
+		"-machine", "q35,smm=on,accel=" + accel, "-cpu", cpu, "-smp", "2", "-m", "2048",
+		"-global", "driver=cfi.pflash01,property=secure,value=on",
 		"-display", "none", "-monitor", "none", "-nodefaults",
 		"-serial", "file:" + filepath.Join(dir, name+"-console.log"),
 		"-qmp", "unix:" + filepath.Join(dir, name+"-qmp.sock") + ",server=on,wait=off",
@@ -338,6 +552,7 @@ func start1(t *testing.T, dir, name, disk, seed string, noReboot bool) *qemu {
 		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:8443,hostfwd=tcp:127.0.0.1:%d-:22", q.web, q.sshPort),
 		"-device", "virtio-net-pci,netdev=n0",
 		"-device", "virtio-rng-pci",
+		"-device", "virtio-balloon-pci,id=balloon0", // memory statistics only; never inflated
 	}
 	if seed != "" {
 		args = append(args, "-drive", "if=virtio,format=raw,readonly=on,file="+seed)
@@ -428,6 +643,150 @@ func (q *qemu) ssh(user, key, command string) (string, error) {
 func (q *qemu) console() string {
 	b, _ := os.ReadFile(filepath.Join(q.dir, q.name+"-console.log"))
 	return string(b)
+}
+
+// wantConsole fails unless the console shows every one of want.
+func (q *qemu) wantConsole(t *testing.T, want ...string) {
+	t.Helper()
+	con := q.console()
+	for _, w := range want {
+		if !strings.Contains(con, w) {
+			t.Errorf("the %s console does not show %q:\n%s", q.name, w, tail(con, 2000))
+		}
+	}
+}
+
+// wantOrder fails unless the order placed on the first boot is there.
+func (q *qemu) wantOrder(t *testing.T, id string) {
+	t.Helper()
+	if id == "" {
+		t.Fatal("no order was placed on the first boot")
+	}
+	if code, body := q.get(t, "/cgi-bin/purchasing/order/"+id, ""); code != 200 {
+		t.Fatalf("order %s on the %s boot = %d %.200q", id, q.name, code, body)
+	}
+}
+
+// memoryInUse is the guest's memory in use (total less available, as the
+// guest kernel counts it), from the virtio balloon's statistics over QMP.
+func (q *qemu) memoryInUse(t *testing.T) string {
+	t.Helper()
+	const dev = "/machine/peripheral/balloon0"
+	if _, err := q.qmp(`{"execute":"qom-set","arguments":{"path":"` + dev + `","property":"guest-stats-polling-interval","value":2}}`); err != nil {
+		t.Fatalf("QMP: %v", err)
+	}
+	for i := 0; i < 30; i++ {
+		time.Sleep(2 * time.Second)
+		out, err := q.qmp(`{"execute":"qom-get","arguments":{"path":"` + dev + `","property":"guest-stats"}}`)
+		if err != nil {
+			t.Fatalf("QMP: %v", err)
+		}
+		var r struct {
+			Return struct {
+				Stats      map[string]int64 `json:"stats"`
+				LastUpdate int64            `json:"last-update"`
+			} `json:"return"`
+		}
+		if json.Unmarshal([]byte(out), &r) != nil || r.Return.LastUpdate == 0 {
+			continue
+		}
+		total, avail := r.Return.Stats["stat-total-memory"], r.Return.Stats["stat-available-memory"]
+		if total > 0 && avail > 0 {
+			return fmt.Sprintf("%d MiB of %d MiB (%d MiB free)", (total-avail)>>20, total>>20, r.Return.Stats["stat-free-memory"]>>20)
+		}
+	}
+	t.Fatalf("the guest reported no memory statistics (virtio balloon)")
+	return ""
+}
+
+// qmp sends one command on a new QMP connection and returns its answer.
+func (q *qemu) qmp(command string) (string, error) {
+	c, err := net.Dial("unix", filepath.Join(q.dir, q.name+"-qmp.sock"))
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	r.ReadString('\n') // greeting
+	fmt.Fprintln(c, `{"execute":"qmp_capabilities"}`)
+	r.ReadString('\n')
+	fmt.Fprintln(c, command)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		if !strings.Contains(line, `"event"`) {
+			return line, nil
+		}
+	}
+}
+
+// update applies img to disk with update.sh.
+func update(t *testing.T, img, disk string) {
+	t.Helper()
+	out, err := exec.Command("./update.sh", img, disk).CombinedOutput()
+	if err != nil {
+		t.Fatalf("update.sh %s: %v\n%s", img, err, out)
+	}
+	t.Logf("%s", out)
+}
+
+// bootEntries lists EFI/Linux on the disk's ESP, sorted.
+func bootEntries(t *testing.T, disk string) []string {
+	t.Helper()
+	cmd := exec.Command("mdir", "-b", "-i", fmt.Sprintf("%s@@%d", disk, partitionStart(t, disk, "esp")), "::/EFI/Linux")
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("mdir of the ESP: %v", err)
+	}
+	var e []string
+	for _, l := range strings.Fields(string(out)) {
+		if n, ok := strings.CutPrefix(l, "::/EFI/Linux/"); ok {
+			e = append(e, n)
+		}
+	}
+	slices.Sort(e)
+	return e
+}
+
+// imageVersion is the IMAGE_VERSION build.sh wrote beside the image.
+func imageVersion(t *testing.T, image string) string {
+	t.Helper()
+	v := strings.TrimSpace(readFile(t, image+".version"))
+	if v == "" {
+		t.Fatalf("%s.version is empty", image)
+	}
+	return v
+}
+
+func readFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatalf("%v (build the image with make image)", err)
+	}
+	return string(b)
+}
+
+// flipByte inverts the byte at off in file.
+func flipByte(t *testing.T, file string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // makeSeed writes the seed disk: a small vfat labelled E2SSEED with the

@@ -5,6 +5,11 @@
 // It compiles each declared compartment's program (./cmd/NAME, see
 // compartments/manifest) as a static binary (CGO_ENABLED=0) and calls
 // images.Build. By default it builds every declared compartment.
+//
+//	go run ./images/cmd/mkimage -programs
+//
+// prints the declared compartments' programs, one a line, and builds
+// nothing (the VM image installs these, images/vm/build.sh).
 package main
 
 import (
@@ -24,7 +29,14 @@ import (
 func main() {
 	out := flag.String("out", "build/images", "directory to write images to")
 	names := flag.String("names", strings.Join(manifest.Names(), ","), "comma-separated compartments to build")
+	programs := flag.Bool("programs", false, "print the declared compartments' programs (cmd/NAME), one a line, and build nothing")
 	flag.Parse()
+	if *programs {
+		for _, n := range manifest.Names() {
+			fmt.Println(filepath.Base(manifest.Lookup(n).Program()))
+		}
+		return
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	if err := run(context.Background(), *out, strings.Split(*names, ",")); err != nil {
 		log.Error("mkimage", "err", err)
