@@ -37,13 +37,23 @@ type PolicySet struct {
 	Policy   *Policy
 }
 
+// activeSet is the policy set in force with the decision table compiled
+// for it (table.go): swapped together, so a call never meets one set's
+// table and another's policy.
+type activeSet struct {
+	*PolicySet
+	table *decisionTable
+}
+
 // Agent decides and forwards calls.
 type Agent struct {
 	log    *slog.Logger
 	audit  Auditor
 	labels map[string]string // compartment → label, from the supervisor's config
-	set    atomic.Pointer[PolicySet]
+	set    atomic.Pointer[activeSet]
 	limits atomic.Pointer[limiter] // each caller's budget (limiter.go)
+	// compiling counts decision tables being compiled (tests wait on it).
+	compiling sync.WaitGroup
 
 	mu      sync.RWMutex
 	targets map[string]protocol.Compartment
@@ -52,7 +62,7 @@ type Agent struct {
 // New returns an agent enforcing set. labels gives every compartment's label.
 func New(log *slog.Logger, audit Auditor, labels map[string]string, set *PolicySet) *Agent {
 	a := &Agent{log: log, audit: audit, labels: labels, targets: map[string]protocol.Compartment{}}
-	a.set.Store(set)
+	a.activate(set)
 	a.SetLimits(DefaultLimits)
 	return a
 }
@@ -76,8 +86,34 @@ func (a *Agent) SetLimits(lim Limits) {
 func (a *Agent) FlushLimits() { a.limits.Load().flush() }
 
 // SetPolicy replaces the registry and policy atomically: a call is decided
-// wholly by the old set or wholly by the new one.
-func (a *Agent) SetPolicy(set *PolicySet) { a.set.Store(set) }
+// wholly by the old set or wholly by the new one (its decision table
+// follows when compiled; until then the new set's full query decides).
+func (a *Agent) SetPolicy(set *PolicySet) { a.activate(set) }
+
+// activate makes set the one in force at once, deciding every call by the
+// full query, and compiles its decision table in the background; the table
+// is installed only while set is still in force (a later activation wins).
+func (a *Agent) activate(set *PolicySet) {
+	cur := &activeSet{PolicySet: set}
+	a.set.Store(cur)
+	if set.Policy == nil {
+		return
+	}
+	a.compiling.Add(1)
+	go func() {
+		defer a.compiling.Done()
+		start := time.Now()
+		t, err := set.Policy.compileTable(context.Background(), set.Registry, a.labels)
+		if err != nil { // only a cancelled context; every call keeps the full query
+			a.log.Error("decision table not compiled; every call is decided by the full policy query", "error", err)
+			return
+		}
+		if !a.set.CompareAndSwap(cur, &activeSet{PolicySet: set, table: t}) {
+			return // another set was activated meanwhile
+		}
+		a.log.Info("decision table compiled", "entries", len(t.entries), "per_call", t.dynamic, "took", time.Since(start).Round(time.Millisecond))
+	}()
+}
 
 // Attach makes name reachable as a target (after the supervisor started it).
 func (a *Agent) Attach(name string, c protocol.Compartment) {
@@ -206,13 +242,7 @@ func (a *Agent) decide(ctx context.Context, call *callpb.Call, rec *auditlog.Rec
 	rec.Target = reg.Target
 
 	// 2. Policy.
-	d, err := set.Policy.Decide(ctx, PolicyInput{
-		Caller: call.Caller, CallerLabel: a.labels[call.Caller],
-		Target: reg.Target, TargetLabel: a.labels[reg.Target],
-		Script: call.Script, Method: call.Method,
-		Registration: policyReg{Callers: reg.Callers, Clearance: reg.Clearance, Roles: reg.Roles},
-		User:         policyUser{Name: call.User},
-	})
+	d, err := a.policyDecision(ctx, set, reg, call)
 	if err != nil {
 		rec.Detail = err.Error()
 		return nil, d, deny(call, 403, "pol.error", "denied")
@@ -228,6 +258,22 @@ func (a *Agent) decide(ctx context.Context, call *callpb.Call, rec *auditlog.Rec
 		}
 	}
 	return reg, d, nil
+}
+
+// policyDecision is the policy's answer for call to reg: the activation's
+// decision table where the decision depends on nothing else (table.go),
+// the full query otherwise.
+func (a *Agent) policyDecision(ctx context.Context, set *activeSet, reg *Registration, call *callpb.Call) (Decision, error) {
+	if d, ok := set.table.lookup(call.Caller, call.Script, call.Method); ok {
+		return d, nil
+	}
+	return set.Policy.Decide(ctx, PolicyInput{
+		Caller: call.Caller, CallerLabel: a.labels[call.Caller],
+		Target: reg.Target, TargetLabel: a.labels[reg.Target],
+		Script: call.Script, Method: call.Method,
+		Registration: policyReg{Callers: reg.Callers, Clearance: reg.Clearance, Roles: reg.Roles},
+		User:         policyUser{Name: call.User},
+	})
 }
 
 // Record audits an event reported by the supervisor (a kernel layer's
