@@ -13,7 +13,7 @@ PROGRAMS := $(filter-out e2s,$(notdir $(wildcard cmd/*)))
 RUNC_TAGS    := seccomp urfave_cli_no_docs netgo osusergo
 RUNC_LDFLAGS := -s -w -linkmode external -extldflags -static-pie
 
-.PHONY: all build run test bench generate check-generate lint images deps run-deps clean
+.PHONY: all build run test bench profile generate check-generate lint images deps run-deps clean
 
 all: build
 
@@ -40,6 +40,9 @@ bench: deps build ## benchmarks (installs what they need first: containerd), eac
 	$(GO) test -run '^$$' -bench FullPath -benchtime 2000x -timeout 10m ./e2e/
 	$(GO) test -run '^$$' -bench VersusOpenSSL -benchtime 5x ./internal/document/cms/
 	$(GO) test -run '^$$' -bench . -benchtime 15x ./compartments/sandbox/  # E2S_RUNC_BASELINE=/usr/sbin/runc: pinned runc vs that one
+
+profile: ## CPU and allocation pprof of outside, gate agent and purchasing under load, summary in bin/artifacts/profile.txt
+	@./.ci/profile $(BIN)/artifacts
 
 generate: ## regenerate protobuf (protoc) and bpf2go (clang) output; both are committed
 	$(GO) generate ./...
