@@ -23,7 +23,6 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 	"github.com/e2sgate/e2sgate/filters"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
-	"google.golang.org/protobuf/proto"
 )
 
 // Auditor takes decision records; Append returns once a record is durable.
@@ -90,6 +89,10 @@ func (a *Agent) FlushLimits() { a.limits.Load().flush() }
 // follows when compiled; until then the new set's full query decides).
 func (a *Agent) SetPolicy(set *PolicySet) { a.activate(set) }
 
+// WaitCompiled waits for the decision tables being compiled (benchmarks
+// and tests measure the agent as it runs once its table is in place).
+func (a *Agent) WaitCompiled() { a.compiling.Wait() }
+
 // activate makes set the one in force at once, deciding every call by the
 // full query, and compiles its decision table in the background; the table
 // is installed only while set is still in force (a later activation wins).
@@ -136,7 +139,8 @@ func (a *Agent) target(name string) protocol.Compartment {
 }
 
 // Forward decides call from caller and, if allowed, forwards it to its
-// target and returns the answer. Every outcome is audited; if the audit
+// target and returns the answer. It takes call over (the gate names it and
+// passes it on without a copy); the caller must not use it afterwards. Every outcome is audited; if the audit
 // record cannot be written the caller gets 503, never an unaudited answer.
 func (a *Agent) Forward(ctx context.Context, caller string, call *callpb.Call) *callpb.Response {
 	start := time.Now()
@@ -196,11 +200,13 @@ func (a *Agent) decideAndForward(ctx context.Context, call *callpb.Call, rec *au
 	if t == nil {
 		return deny(call, 503, "gate.target_unavailable", "the service is restarting; try again shortly")
 	}
-	fwd := proto.Clone(call).(*callpb.Call)
-	fwd.Script = reg.Handler
+	// The call goes on as it is, named by the handler: no copy of its
+	// body and meta (the record already holds the script it came under;
+	// Forward owns the call it is given).
+	call.Script = reg.Handler
 	fctx, cancel := context.WithTimeout(ctx, reg.Timeout)
 	defer cancel()
-	resp, err := t.Handle(fctx, fwd)
+	resp, err := t.Handle(fctx, call)
 	if err != nil {
 		rec.Detail = err.Error()
 		return deny(call, 502, "gate.target_error", "the service failed to answer")
@@ -298,13 +304,20 @@ func (a *Agent) QuotaWarning(u auditlog.Usage) {
 // deny answers with a status, a reason id the operator can look up and a
 // short text; nothing of the inner error crosses the boundary.
 func deny(call *callpb.Call, status int, reason, msg string) *callpb.Response {
-	b, _ := json.Marshal(map[string]string{"error": reason, "message": msg, "req_id": call.ReqId})
+	b, _ := json.Marshal(denial{reason, msg, call.ReqId})
 	return &callpb.Response{
 		Status:  int32(status),
 		Headers: map[string]string{"Content-Type": "application/json", "X-E2S-Reason": reason},
 		Body:    b,
 		Reason:  reason,
 	}
+}
+
+// denial is the body of a gate's own answer.
+type denial struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	ReqID   string `json:"req_id"`
 }
 
 func newReqID() string {

@@ -1,4 +1,4 @@
-package gateagent
+package pathbench
 
 import (
 	"bytes"
@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -18,9 +20,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	_ "github.com/e2sgate/e2sgate/compartments/builtins" // every compartment declared, for its label
+	"github.com/e2sgate/e2sgate/compartments/manifest"
 	"github.com/e2sgate/e2sgate/compartments/protocol"
-	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 	"github.com/e2sgate/e2sgate/compartments/purchasing"
+	"github.com/e2sgate/e2sgate/gateagent"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
 	"github.com/e2sgate/e2sgate/outside"
 	"github.com/e2sgate/e2sgate/outside/compartment"
@@ -49,12 +53,16 @@ func BenchmarkGatePath(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer audit.Close()
-	set, err := LoadPolicySet(ctx, "", comps)
+	labels := map[string]string{}
+	for _, m := range manifest.All() {
+		labels[m.Name] = m.Label
+	}
+	set, err := gateagent.LoadPolicySet(ctx, "", slices.Collect(maps.Keys(labels)))
 	if err != nil {
 		b.Fatal(err)
 	}
-	a := New(log, audit, labels, set)
-	a.compiling.Wait()
+	a := gateagent.New(log, audit, labels, set)
+	a.WaitCompiled()
 
 	// Purchasing, served as its plugin serves it.
 	var h *purchasing.Handler
@@ -67,7 +75,7 @@ func BenchmarkGatePath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ps := grpc.NewServer(grpc.MaxRecvMsgSize(protocol.MaxMessage), grpc.MaxSendMsgSize(protocol.MaxMessage))
+	ps := grpc.NewServer(append(protocol.ServerOptions(), grpc.MaxRecvMsgSize(protocol.MaxMessage), grpc.MaxSendMsgSize(protocol.MaxMessage))...)
 	(&protocol.CompartmentPlugin{Impl: h}).GRPCServer(nil, ps)
 	labelled("purchasing", func() { go ps.Serve(pl) })
 	defer ps.Stop()
@@ -78,13 +86,12 @@ func BenchmarkGatePath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gs := grpc.NewServer(gateServerOptions(a, "outside", maxMessageFor(set.Registry, "outside"))...)
-	callpb.RegisterGateServer(gs, &gateServer{agent: a, caller: "outside"})
+	gs := a.GateServer("outside", protocol.MaxMessage)
 	var target protocol.Compartment
 	labelled("gate", func() {
 		go gs.Serve(gl)
-		conn, err := grpc.NewClient("unix:"+plugSock, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(protocol.MaxMessage), grpc.MaxCallSendMsgSize(protocol.MaxMessage)))
+		conn, err := grpc.NewClient("unix:"+plugSock, append(protocol.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(protocol.MaxMessage), grpc.MaxCallSendMsgSize(protocol.MaxMessage)))...)
 		if err != nil {
 			b.Fatal(err)
 		}
