@@ -35,11 +35,10 @@ test: deps build ## every test (installs what they need first): unit, Rego, end-
 	$(GO) vet ./...
 	E2SGATE_TEST_STRICT=1 $(GO) test -count=1 -timeout 20m ./...
 
-bench: deps build ## benchmarks (installs what they need first: containerd), each against its baseline in the same run (ratios printed)
-	$(GO) test -run '^$$' -bench Decision -benchtime 3s ./gateagent/
-	$(GO) test -run '^$$' -bench FullPath -benchtime 2000x -timeout 10m ./e2e/
+bench: deps build ## benchmarks, each against its baseline in the same run; last, one table of the gate path's figures (issue 9)
 	$(GO) test -run '^$$' -bench VersusOpenSSL -benchtime 5x ./internal/document/cms/
 	$(GO) test -run '^$$' -bench . -benchtime 15x ./compartments/sandbox/  # E2S_RUNC_BASELINE=/usr/sbin/runc: pinned runc vs that one
+	@./.ci/bench
 
 profile: ## CPU and allocation pprof of outside, gate agent and purchasing under load, summary in bin/artifacts/profile.txt
 	@./.ci/profile $(BIN)/artifacts

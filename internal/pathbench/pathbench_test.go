@@ -86,9 +86,10 @@ func BenchmarkGatePath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gs := a.GateServer("outside", protocol.MaxMessage)
+	var gs *grpc.Server
 	var target protocol.Compartment
 	labelled("gate", func() {
+		gs = a.GateServer("outside", protocol.MaxMessage) // its stream workers start here
 		go gs.Serve(gl)
 		conn, err := grpc.NewClient("unix:"+plugSock, append(protocol.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(protocol.MaxMessage), grpc.MaxCallSendMsgSize(protocol.MaxMessage)))...)
