@@ -13,7 +13,7 @@ PROGRAMS := $(filter-out e2s,$(notdir $(wildcard cmd/*)))
 RUNC_TAGS    := seccomp urfave_cli_no_docs netgo osusergo
 RUNC_LDFLAGS := -s -w -linkmode external -extldflags -static-pie
 
-.PHONY: all build run test bench generate check-generate lint images deps run-deps clean
+.PHONY: all build run test bench profile generate check-generate lint images deps run-deps clean
 
 all: build
 
@@ -43,13 +43,15 @@ test: deps build $(VM_TEST_IMAGES) ## every test (installs what they need first)
 	E2SGATE_TEST_STRICT=1 E2SGATE_VM_IMAGE=$(abspath $(BIN)/e2sgate.img) \
 	  E2SGATE_VM_NEXT=$(abspath $(BIN)/e2sgate-next.img) $(GO) test -count=1 -timeout 25m ./...
 
-bench: deps build ## benchmarks (installs what they need first: containerd), each against its baseline in the same run (ratios printed)
-	$(GO) test -run '^$$' -bench Decision -benchtime 3s ./gateagent/
-	$(GO) test -run '^$$' -bench FullPath -benchtime 2000x -timeout 10m ./e2e/
+bench: deps build ## benchmarks, each against its baseline in the same run; last, one table of the gate path's figures (issue 9)
 	$(GO) test -run '^$$' -bench VersusOpenSSL -benchtime 5x ./internal/document/cms/
 	$(GO) test -run '^$$' -bench . -benchtime 15x ./compartments/sandbox/  # E2S_RUNC_BASELINE=/usr/sbin/runc: pinned runc vs that one
 	$(GO) test -run '^$$' -bench Denial -benchtime 1000x ./compartments/sandbox/seccompnotify/  # a seccomp denial answered by the supervisor vs failed in the kernel
 	$(MAKE) bench-documents
+	@./.ci/bench
+
+profile: ## CPU and allocation pprof of outside, gate agent and purchasing under load, summary in bin/artifacts/profile.txt
+	@./.ci/profile $(BIN)/artifacts
 
 .PHONY: bench-documents
 

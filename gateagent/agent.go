@@ -24,7 +24,6 @@ import (
 	"github.com/e2sgate/e2sgate/compartments/protocol/callpb"
 	"github.com/e2sgate/e2sgate/filters"
 	"github.com/e2sgate/e2sgate/internal/auditlog"
-	"google.golang.org/protobuf/proto"
 )
 
 // Auditor takes decision records; Append returns once a record is durable.
@@ -38,16 +37,26 @@ type PolicySet struct {
 	Policy   *Policy
 }
 
+// activeSet is the policy set in force with the decision table compiled
+// for it (table.go): swapped together, so a call never meets one set's
+// table and another's policy.
+type activeSet struct {
+	*PolicySet
+	table *decisionTable
+}
+
 // Agent decides and forwards calls.
 type Agent struct {
 	log    *slog.Logger
 	audit  Auditor
 	labels map[string]string // compartment → label, from the supervisor's config
-	set    atomic.Pointer[PolicySet]
+	set    atomic.Pointer[activeSet]
 	limits atomic.Pointer[limiter] // each caller's budget (limiter.go)
 	// provers are the compartments that may prove identity (their
 	// manifests' ProvesIdentity): only their word names a call's user.
 	provers map[string]bool
+	// compiling counts decision tables being compiled (tests wait on it).
+	compiling sync.WaitGroup
 
 	mu      sync.RWMutex
 	targets map[string]protocol.Compartment
@@ -56,7 +65,7 @@ type Agent struct {
 // New returns an agent enforcing set. labels gives every compartment's label.
 func New(log *slog.Logger, audit Auditor, labels map[string]string, set *PolicySet) *Agent {
 	a := &Agent{log: log, audit: audit, labels: labels, targets: map[string]protocol.Compartment{}}
-	a.set.Store(set)
+	a.activate(set)
 	a.SetLimits(DefaultLimits)
 	return a
 }
@@ -90,8 +99,38 @@ func (a *Agent) SetLimits(lim Limits) {
 func (a *Agent) FlushLimits() { a.limits.Load().flush() }
 
 // SetPolicy replaces the registry and policy atomically: a call is decided
-// wholly by the old set or wholly by the new one.
-func (a *Agent) SetPolicy(set *PolicySet) { a.set.Store(set) }
+// wholly by the old set or wholly by the new one (its decision table
+// follows when compiled; until then the new set's full query decides).
+func (a *Agent) SetPolicy(set *PolicySet) { a.activate(set) }
+
+// WaitCompiled waits for the decision tables being compiled (benchmarks
+// and tests measure the agent as it runs once its table is in place).
+func (a *Agent) WaitCompiled() { a.compiling.Wait() }
+
+// activate makes set the one in force at once, deciding every call by the
+// full query, and compiles its decision table in the background; the table
+// is installed only while set is still in force (a later activation wins).
+func (a *Agent) activate(set *PolicySet) {
+	cur := &activeSet{PolicySet: set}
+	a.set.Store(cur)
+	if set.Policy == nil {
+		return
+	}
+	a.compiling.Add(1)
+	go func() {
+		defer a.compiling.Done()
+		start := time.Now()
+		t, err := set.Policy.compileTable(context.Background(), set.Registry, a.labels)
+		if err != nil { // only a cancelled context; every call keeps the full query
+			a.log.Error("decision table not compiled; every call is decided by the full policy query", "error", err)
+			return
+		}
+		if !a.set.CompareAndSwap(cur, &activeSet{PolicySet: set, table: t}) {
+			return // another set was activated meanwhile
+		}
+		a.log.Info("decision table compiled", "entries", len(t.entries), "per_call", t.dynamic, "took", time.Since(start).Round(time.Millisecond))
+	}()
+}
 
 // Attach makes name reachable as a target (after the supervisor started it).
 func (a *Agent) Attach(name string, c protocol.Compartment) {
@@ -114,7 +153,8 @@ func (a *Agent) target(name string) protocol.Compartment {
 }
 
 // Forward decides call from caller and, if allowed, forwards it to its
-// target and returns the answer. Every outcome is audited; if the audit
+// target and returns the answer. It takes call over (the gate names it and
+// passes it on without a copy); the caller must not use it afterwards. Every outcome is audited; if the audit
 // record cannot be written the caller gets 503, never an unaudited answer.
 func (a *Agent) Forward(ctx context.Context, caller string, call *callpb.Call) *callpb.Response {
 	start := time.Now()
@@ -181,11 +221,13 @@ func (a *Agent) decideAndForward(ctx context.Context, call *callpb.Call, rec *au
 	if t == nil {
 		return deny(call, 503, "gate.target_unavailable", "the service is restarting; try again shortly")
 	}
-	fwd := proto.Clone(call).(*callpb.Call)
-	fwd.Script = reg.Handler
+	// The call goes on as it is, named by the handler: no copy of its
+	// body and meta (the record already holds the script it came under;
+	// Forward owns the call it is given).
+	call.Script = reg.Handler
 	fctx, cancel := context.WithTimeout(ctx, reg.Timeout)
 	defer cancel()
-	resp, err := t.Handle(fctx, fwd)
+	resp, err := t.Handle(fctx, call)
 	if err != nil {
 		rec.Detail = err.Error()
 		return deny(call, 502, "gate.target_error", "the service failed to answer")
@@ -236,13 +278,7 @@ func (a *Agent) decide(ctx context.Context, call *callpb.Call, rec *auditlog.Rec
 	rec.Target = reg.Target
 
 	// 2. Policy.
-	d, err := set.Policy.Decide(ctx, PolicyInput{
-		Caller: call.Caller, CallerLabel: a.labels[call.Caller],
-		Target: reg.Target, TargetLabel: a.labels[reg.Target],
-		Script: call.Script, Method: call.Method,
-		Registration: policyReg{Callers: reg.Callers, Clearance: reg.Clearance, Roles: reg.Roles},
-		User:         policyUser{Name: call.User},
-	})
+	d, err := a.policyDecision(ctx, set, reg, call)
 	if err != nil {
 		rec.Detail = err.Error()
 		return nil, d, deny(call, 403, "pol.error", "denied")
@@ -258,6 +294,22 @@ func (a *Agent) decide(ctx context.Context, call *callpb.Call, rec *auditlog.Rec
 		}
 	}
 	return reg, d, nil
+}
+
+// policyDecision is the policy's answer for call to reg: the activation's
+// decision table where the decision depends on nothing else (table.go),
+// the full query otherwise.
+func (a *Agent) policyDecision(ctx context.Context, set *activeSet, reg *Registration, call *callpb.Call) (Decision, error) {
+	if d, ok := set.table.lookup(call.Caller, call.Script, call.Method); ok {
+		return d, nil
+	}
+	return set.Policy.Decide(ctx, PolicyInput{
+		Caller: call.Caller, CallerLabel: a.labels[call.Caller],
+		Target: reg.Target, TargetLabel: a.labels[reg.Target],
+		Script: call.Script, Method: call.Method,
+		Registration: policyReg{Callers: reg.Callers, Clearance: reg.Clearance, Roles: reg.Roles},
+		User:         policyUser{Name: call.User},
+	})
 }
 
 // Record audits an event reported by the supervisor (a kernel layer's
@@ -282,13 +334,20 @@ func (a *Agent) QuotaWarning(u auditlog.Usage) {
 // deny answers with a status, a reason id the operator can look up and a
 // short text; nothing of the inner error crosses the boundary.
 func deny(call *callpb.Call, status int, reason, msg string) *callpb.Response {
-	b, _ := json.Marshal(map[string]string{"error": reason, "message": msg, "req_id": call.ReqId})
+	b, _ := json.Marshal(denial{reason, msg, call.ReqId})
 	return &callpb.Response{
 		Status:  int32(status),
 		Headers: map[string]string{"Content-Type": "application/json", "X-E2S-Reason": reason},
 		Body:    b,
 		Reason:  reason,
 	}
+}
+
+// denial is the body of a gate's own answer.
+type denial struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	ReqID   string `json:"req_id"`
 }
 
 func newReqID() string {

@@ -105,12 +105,13 @@ func TestForward(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a, audit, targets := newTestAgent(t)
+			script := tt.call.Script // Forward takes the call over
 			resp := a.Forward(context.Background(), tt.caller, tt.call)
 			if resp.Status != tt.status {
 				t.Fatalf("status %d, want %d (%s)", resp.Status, tt.status, resp.Body)
 			}
 			r := audit.last()
-			if r.Reason != tt.reason || r.Decision != tt.decision || r.Caller != tt.caller || r.Script != tt.call.Script || int32(r.Status) != tt.status {
+			if r.Reason != tt.reason || r.Decision != tt.decision || r.Caller != tt.caller || r.Script != script || int32(r.Status) != tt.status {
 				t.Fatalf("audit %+v, want %s/%s", r, tt.decision, tt.reason)
 			}
 			for n, e := range targets {

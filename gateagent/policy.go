@@ -30,7 +30,11 @@ type Decision struct {
 // Policy is a compiled policy set with its decision query prepared once.
 type Policy struct {
 	query   rego.PreparedEvalQuery
-	modules map[string]string
+	partial rego.PreparedPartialQuery // the same query, for the decision table (table.go)
+	// nondeterministic lists the non-deterministic builtins the policy
+	// calls; with any, there is no decision table.
+	nondeterministic []string
+	modules          map[string]string
 }
 
 // dominates is the Rego builtin e2s.dominates(a, b): the label lattice of
@@ -106,16 +110,26 @@ func LoadPolicy(ctx context.Context, fsys fs.FS) (*Policy, error) {
 		return nil, err
 	}
 	opts := []func(*rego.Rego){rego.Query(decisionQuery), dominatesBuiltin, rego.Capabilities(policyCapabilities())}
+	parsed := map[string]*ast.Module{}
 	for name, src := range modules {
 		if !strings.HasSuffix(name, "_test.rego") {
 			opts = append(opts, rego.Module(name, src))
+			m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrBadPolicy, err)
+			}
+			parsed[name] = m
 		}
 	}
 	q, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadPolicy, err)
 	}
-	return &Policy{query: q, modules: modules}, nil
+	pq, err := rego.New(append(opts, rego.Unknowns(tableUnknowns))...).PrepareForPartial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: prepare partial evaluation: %v", ErrBadPolicy, err)
+	}
+	return &Policy{query: q, partial: pq, modules: modules, nondeterministic: nondeterministicCalls(parsed)}, nil
 }
 
 // TestResult is one policy test's outcome.

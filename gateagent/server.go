@@ -155,8 +155,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, control io.Reader, a
 			return err
 		}
 		maxMsg[c.Name] = maxMessageFor(set.Registry, c.Name)
-		s := grpc.NewServer(gateServerOptions(agent, c.Name, maxMsg[c.Name])...)
-		callpb.RegisterGateServer(s, &gateServer{agent: agent, caller: c.Name})
+		s := agent.GateServer(c.Name, maxMsg[c.Name])
 		servers = append(servers, s)
 		go s.Serve(limitConns(l, log, c.Name, maxConns, func() { agent.limits.Load().refuseConn(c.Name) }))
 	}
@@ -316,12 +315,12 @@ func (ag *Agent) attach(ctx context.Context, a Attachment, c CompartmentConfig) 
 		HandshakeConfig:  protocol.Handshake,
 		Plugins:          protocol.PluginMap,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
+		GRPCDialOptions: append(protocol.DialOptions(), grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(protocol.MaxMessage), grpc.MaxCallSendMsgSize(protocol.MaxMessage)),
 			// After go-plugin's own dialer, so it replaces it.
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 				return dialPlugin(ctx, a.Addr, c.UID)
-			})},
+			})),
 		Reattach: &plugin.ReattachConfig{
 			Protocol: plugin.ProtocolGRPC, ProtocolVersion: int(protocol.Handshake.ProtocolVersion),
 			Addr: &net.UnixAddr{Net: "unix", Name: a.Addr}, Pid: a.Pid,
@@ -424,6 +423,15 @@ func peerCred(c *net.UnixConn) (*syscall.Ucred, error) {
 		return nil, err
 	}
 	return cred, cerr
+}
+
+// GateServer is the gRPC server of caller's gate listener: every call it
+// receives is forwarded as coming from caller; messages larger than maxMsg
+// are refused and audited.
+func (a *Agent) GateServer(caller string, maxMsg int) *grpc.Server {
+	s := grpc.NewServer(gateServerOptions(a, caller, maxMsg)...)
+	callpb.RegisterGateServer(s, &gateServer{agent: a, caller: caller})
+	return s
 }
 
 type gateServer struct {

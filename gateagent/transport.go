@@ -40,14 +40,14 @@ func maxMessageFor(reg *Registry, caller string) int {
 
 // gateServerOptions are the gRPC options of caller's gate listener.
 func gateServerOptions(a *Agent, caller string, maxMsg int) []grpc.ServerOption {
-	return []grpc.ServerOption{
+	return append(protocol.ServerOptions(),
 		grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(protocol.MaxMessage),
 		grpc.MaxConcurrentStreams(maxStreams),
 		grpc.StatsHandler(&transportAudit{agent: a, caller: caller, limit: maxMsg}),
 		// Stream workers reuse goroutines whose stacks have already grown to
 		// what an OPA evaluation needs, instead of growing a new one per call.
 		grpc.NumStreamWorkers(4),
-	}
+	)
 }
 
 // transportAudit records the calls the transport refused before the agent

@@ -18,13 +18,13 @@ func TestCrashesBackoffAndGiveUp(t *testing.T) {
 		n      int
 		giveUp bool
 	}{
-		{time.Second, 1 * time.Second, 100 * time.Millisecond, 1, false},
-		{time.Second, 2 * time.Second, 200 * time.Millisecond, 2, false},
-		{time.Second, 3 * time.Second, 300 * time.Millisecond, 3, false},     // capped
-		{2 * time.Minute, 3 * time.Minute, 100 * time.Millisecond, 1, false}, // long run: back-off and window reset
-		{time.Second, 3*time.Minute + time.Second, 200 * time.Millisecond, 2, false},
-		{time.Second, 3*time.Minute + 2*time.Second, 300 * time.Millisecond, 3, false},
-		{time.Second, 3*time.Minute + 3*time.Second, 300 * time.Millisecond, 4, true},
+		{time.Second, 1 * time.Second, 0, 1, false}, // the first crash in the window: at once
+		{time.Second, 2 * time.Second, 100 * time.Millisecond, 2, false},
+		{time.Second, 3 * time.Second, 200 * time.Millisecond, 3, false},
+		{2 * time.Minute, 3 * time.Minute, 0, 1, false}, // long run: window reset, at once again
+		{time.Second, 3*time.Minute + time.Second, 100 * time.Millisecond, 2, false},
+		{time.Second, 3*time.Minute + 2*time.Second, 200 * time.Millisecond, 3, false},
+		{time.Second, 3*time.Minute + 3*time.Second, 300 * time.Millisecond, 4, true}, // capped
 	}
 	for i, s := range steps {
 		now := t0.Add(s.after)

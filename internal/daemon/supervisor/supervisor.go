@@ -723,9 +723,10 @@ func (s *Supervisor) writeStatus() {
 	}
 }
 
-// crashes is the restart policy of one process: exponential back-off,
-// reset after a run longer than the window, and giving up after MaxCrashes
-// crashes within the window.
+// crashes is the restart policy of one process: the first crash within the
+// window restarts at once (a lone crash costs no waiting), repeated ones
+// wait an exponential back-off from InitialBackoff, and after MaxCrashes
+// crashes within the window it gives up.
 type crashes struct {
 	r       config.Restart
 	at      []time.Time
@@ -735,14 +736,17 @@ type crashes struct {
 // record notes a crash of a run from started to now and returns how long
 // to wait, the crashes within the window and whether to give up.
 func (c *crashes) record(started, now time.Time) (wait time.Duration, n int, giveUp bool) {
-	if c.backoff == 0 || now.Sub(started) > c.r.Window {
-		c.backoff = c.r.InitialBackoff
-	} else {
-		c.backoff = min(2*c.backoff, c.r.MaxBackoff)
-	}
 	c.at = append(c.at, now)
 	for len(c.at) > 0 && now.Sub(c.at[0]) > c.r.Window {
 		c.at = c.at[1:]
+	}
+	switch {
+	case len(c.at) == 1 || now.Sub(started) > c.r.Window:
+		c.backoff = 0 // alone in the window: at once
+	case c.backoff == 0:
+		c.backoff = c.r.InitialBackoff
+	default:
+		c.backoff = min(2*c.backoff, c.r.MaxBackoff)
 	}
 	return c.backoff, len(c.at), len(c.at) >= c.r.MaxCrashes
 }
