@@ -73,35 +73,11 @@ func Encrypt(content []byte, recipients []*x509.Certificate, opts EncryptOptions
 }
 
 func encrypt(content []byte, recipients []*x509.Certificate, opts *EncryptOptions) ([]byte, error) {
-	if len(recipients) == 0 {
-		return nil, ErrNoRecipients
-	}
-	rnd := opts.Rand
-	if rnd == nil {
-		rnd = rand.Reader
-	}
-	ct := opts.contentType
-	if ct == nil {
-		ct = oidData
-	}
-	cek := make([]byte, cekSize)
-	if _, err := io.ReadFull(rnd, cek); err != nil {
-		return nil, fmt.Errorf("content-encryption key: %w", err)
-	}
-	var ris [][]byte
-	riVersion2 := false
-	for _, cert := range recipients {
-		ri, v2, err := recipientInfo(cert, cek, opts.SubjectKeyID, rnd)
-		if err != nil {
-			return nil, fmt.Errorf("recipient %q: %w", cert.Subject, err)
-		}
-		riVersion2 = riVersion2 || v2
-		ris = append(ris, ri)
-	}
-	block, err := aes.NewCipher(cek)
+	k, err := newContentKey(recipients, opts)
 	if err != nil {
 		return nil, err
 	}
+	rnd, ct, ris, riVersion2, block := k.rnd, k.contentType, k.recipientInfos, k.riVersion2, k.block
 	var b cryptobyte.Builder
 	switch opts.Cipher {
 	case AES256GCM:
@@ -820,4 +796,45 @@ func parseGCMParams(params []byte) ([]byte, int, error) {
 		return nil, 0, fmt.Errorf("%w: GCM tag length %d", ErrUnsupportedAlgorithm, tagLen)
 	}
 	return []byte(nonce), int(tagLen), nil
+}
+
+// contentKey is what encrypting for recipients starts with, whole or
+// streamed: a fresh content-encryption key, its AES cipher and a
+// RecipientInfo for each recipient.
+type contentKey struct {
+	rnd            io.Reader
+	contentType    asn1.ObjectIdentifier
+	cek            []byte
+	block          cipher.Block
+	recipientInfos [][]byte
+	riVersion2     bool // a RecipientInfo needs EnvelopedData version 2
+}
+
+func newContentKey(recipients []*x509.Certificate, opts *EncryptOptions) (*contentKey, error) {
+	if len(recipients) == 0 {
+		return nil, ErrNoRecipients
+	}
+	k := &contentKey{rnd: opts.Rand, contentType: opts.contentType, cek: make([]byte, cekSize)}
+	if k.rnd == nil {
+		k.rnd = rand.Reader
+	}
+	if k.contentType == nil {
+		k.contentType = oidData
+	}
+	if _, err := io.ReadFull(k.rnd, k.cek); err != nil {
+		return nil, fmt.Errorf("content-encryption key: %w", err)
+	}
+	for _, cert := range recipients {
+		ri, v2, err := recipientInfo(cert, k.cek, opts.SubjectKeyID, k.rnd)
+		if err != nil {
+			return nil, fmt.Errorf("recipient %q: %w", cert.Subject, err)
+		}
+		k.riVersion2 = k.riVersion2 || v2
+		k.recipientInfos = append(k.recipientInfos, ri)
+	}
+	var err error
+	if k.block, err = aes.NewCipher(k.cek); err != nil {
+		return nil, err
+	}
+	return k, nil
 }

@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
@@ -151,35 +150,11 @@ type encryptWriter struct {
 }
 
 func newEncryptWriter(w io.Writer, recipients []*x509.Certificate, opts *EncryptOptions) (*encryptWriter, error) {
-	if len(recipients) == 0 {
-		return nil, ErrNoRecipients
-	}
-	rnd := opts.Rand
-	if rnd == nil {
-		rnd = rand.Reader
-	}
-	ct := opts.contentType
-	if ct == nil {
-		ct = oidData
-	}
-	cek := make([]byte, cekSize)
-	if _, err := io.ReadFull(rnd, cek); err != nil {
-		return nil, fmt.Errorf("content-encryption key: %w", err)
-	}
-	var ris [][]byte
-	riVersion2 := false
-	for _, cert := range recipients {
-		ri, v2, err := recipientInfo(cert, cek, opts.SubjectKeyID, rnd)
-		if err != nil {
-			return nil, fmt.Errorf("recipient %q: %w", cert.Subject, err)
-		}
-		riVersion2 = riVersion2 || v2
-		ris = append(ris, ri)
-	}
-	block, err := aes.NewCipher(cek)
+	k, err := newContentKey(recipients, opts)
 	if err != nil {
 		return nil, err
 	}
+	rnd, ct, ris, riVersion2, block := k.rnd, k.contentType, k.recipientInfos, k.riVersion2, k.block
 	e := &encryptWriter{w: w}
 	var alg algorithmIdentifier
 	version := int64(0)
