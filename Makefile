@@ -33,7 +33,7 @@ run: run-deps build ## start the appliance on its embedded defaults (or CONFIG=f
 
 # make test boots the VM image too (images/vm), reusing what make image built
 # (a warm build when the tree changed): the tampered-root, tampered-kernel-image,
-# unseeded and rollback boots always; the full boot with the appliance serving
+# and unseeded boots always; the rollback and the full boot with the appliance serving
 # across the update (TestVM) only where /dev/kvm exists, since software
 # emulation takes 15-30 min for it (make vm-test runs it anywhere).
 VM_TEST_IMAGES := image-next

@@ -35,7 +35,7 @@ import (
 
 // EnvImage names the image under test, EnvNext a second build of it with a
 // newer IMAGE_VERSION (the update).
-// EnvFull=1 runs TestVM without KVM too.
+// EnvFull=1 runs TestVM and TestRollback without KVM too.
 const (
 	EnvImage = "E2SGATE_VM_IMAGE"
 	EnvNext  = "E2SGATE_VM_NEXT"
@@ -176,7 +176,7 @@ func TestVM(t *testing.T) {
 		}
 	})
 	t.Run("secure boot", func(t *testing.T) {
-		vm.wantConsole(t, "image "+v1+", root on e2s-root-a", "secure boot: on")
+		vm.wantConsole(t, "image "+v1+", root on e2s-root-a", secureBootOn)
 	})
 	t.Run("idle memory", func(t *testing.T) {
 		t.Logf("guest memory in use while serving, idle: %s", vm.memoryInUse(t))
@@ -215,7 +215,7 @@ func TestVM(t *testing.T) {
 	vm = boot(t, dir, "second", disk, seed, key, bootTimeout())
 	t.Logf("boot to serving after the update to %s: %s", v2, vm.serving.Round(100*time.Millisecond))
 	t.Run("runs the update", func(t *testing.T) {
-		vm.wantConsole(t, "image "+v2+", root on e2s-root-b", "secure boot: on")
+		vm.wantConsole(t, "image "+v2+", root on e2s-root-b", secureBootOn)
 	})
 	t.Run("order survives update", func(t *testing.T) { vm.wantOrder(t, orderID) })
 	t.Run("audit verifies after update", func(t *testing.T) {
@@ -235,10 +235,18 @@ func TestVM(t *testing.T) {
 // its root flipped, which must panic on its one try and fall back to the
 // old image in slot a; then to the next image itself, which must boot from
 // slot b. TestVM does the same with the appliance serving in between.
+// secureBootOn is what the kernel's EFI stub prints when the firmware
+// enforces Secure Boot (firstboot's own reading of the variable says
+// "unknown" on OVMF).
+const secureBootOn = "EFI stub: UEFI Secure Boot is enabled."
+
 func TestRollback(t *testing.T) {
 	image := os.Getenv(EnvImage)
 	if image == "" {
 		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
+	}
+	if !kvm() && os.Getenv(EnvFull) == "" {
+		t.Skipf("this kernel has no KVM (/dev/kvm): a failed update's boot and the rollback take 15 min in software emulation on a loaded 2-core machine, past make test's budget; make vm-test runs it (%s=1)", EnvFull)
 	}
 	next := os.Getenv(EnvNext)
 	if next == "" {
@@ -270,14 +278,16 @@ func TestRollback(t *testing.T) {
 		t.Errorf("the tampered image %s came up", v2)
 	}
 	q.powerdown(t)
-	if e := bootEntries(t, disk); !slices.Equal(e, []string{"e2sgate-" + v1 + ".efi", "e2sgate-" + v2 + "+0-1.efi"}) {
+	want := []string{"e2sgate-" + v1 + ".efi", "e2sgate-" + v2 + "+0-1.efi"}
+	slices.Sort(want) // as bootEntries lists them
+	if e := bootEntries(t, disk); !slices.Equal(e, want) {
 		t.Errorf("boot entries after the rollback = %v, want %s good and %s marked bad (+0-1)", e, v1, v2)
 	}
 
 	update(t, next, disk)
 	q = start1(t, dir, "update", disk, seed, false)
 	q.awaitConsole(t, "image "+v2+", root on e2s-root-b", bootTimeout())
-	q.wantConsole(t, "secure boot: on")
+	q.wantConsole(t, secureBootOn)
 	q.powerdown(t)
 	if e := bootEntries(t, disk); !slices.Contains(e, "e2sgate-"+v1+".efi") || len(e) != 2 {
 		t.Errorf("boot entries after the update = %v, want %s and the tried %s", e, v1, v2)
