@@ -50,6 +50,10 @@ const (
 	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
 )
 
+// secureBootOn is what the kernel's EFI stub prints when the firmware
+// enforces Secure Boot.
+const secureBootOn = "EFI stub: UEFI Secure Boot is enabled."
+
 var roles = []string{"secadmin", "keyadmin", "auditor", "operator", "contentmgr"}
 
 // Compartments every appliance runs (e2sctl status lists each).
@@ -176,7 +180,7 @@ func TestVM(t *testing.T) {
 		}
 	})
 	t.Run("secure boot", func(t *testing.T) {
-		vm.wantConsole(t, "image "+v1+", root on e2s-root-a", "secure boot: on")
+		vm.wantConsole(t, "image "+v1+", root on e2s-root-a", secureBootOn)
 	})
 	t.Run("idle memory", func(t *testing.T) {
 		t.Logf("guest memory in use while serving, idle: %s", vm.memoryInUse(t))
@@ -215,7 +219,7 @@ func TestVM(t *testing.T) {
 	vm = boot(t, dir, "second", disk, seed, key, bootTimeout())
 	t.Logf("boot to serving after the update to %s: %s", v2, vm.serving.Round(100*time.Millisecond))
 	t.Run("runs the update", func(t *testing.T) {
-		vm.wantConsole(t, "image "+v2+", root on e2s-root-b", "secure boot: on")
+		vm.wantConsole(t, "image "+v2+", root on e2s-root-b", secureBootOn)
 	})
 	t.Run("order survives update", func(t *testing.T) { vm.wantOrder(t, orderID) })
 	t.Run("audit verifies after update", func(t *testing.T) {
@@ -277,7 +281,7 @@ func TestRollback(t *testing.T) {
 	update(t, next, disk)
 	q = start1(t, dir, "update", disk, seed, false)
 	q.awaitConsole(t, "image "+v2+", root on e2s-root-b", bootTimeout())
-	q.wantConsole(t, "secure boot: on")
+	q.wantConsole(t, secureBootOn)
 	q.powerdown(t)
 	if e := bootEntries(t, disk); !slices.Contains(e, "e2sgate-"+v1+".efi") || len(e) != 2 {
 		t.Errorf("boot entries after the update = %v, want %s and the tried %s", e, v1, v2)
