@@ -50,6 +50,10 @@ const (
 	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
 )
 
+// secureBootOn is what the kernel's EFI stub prints when the firmware
+// enforces Secure Boot.
+const secureBootOn = "EFI stub: UEFI Secure Boot is enabled."
+
 var roles = []string{"secadmin", "keyadmin", "auditor", "operator", "contentmgr"}
 
 // Compartments every appliance runs (e2sctl status lists each).
@@ -224,7 +228,7 @@ func TestVM(t *testing.T) {
 		}
 	})
 	vm.powerdown(t)
-	if e := bootEntries(t, disk); !slices.Equal(e, []string{"e2sgate-" + v1 + ".efi", "e2sgate-" + v2 + ".efi"}) {
+	if e, want := bootEntries(t, disk), sorted("e2sgate-"+v1+".efi", "e2sgate-"+v2+".efi"); !slices.Equal(e, want) {
 		t.Errorf("boot entries after the update = %v, want %s marked good beside %s", e, v2, v1)
 	}
 }
@@ -235,11 +239,6 @@ func TestVM(t *testing.T) {
 // its root flipped, which must panic on its one try and fall back to the
 // old image in slot a; then to the next image itself, which must boot from
 // slot b. TestVM does the same with the appliance serving in between.
-// secureBootOn is what the kernel's EFI stub prints when the firmware
-// enforces Secure Boot (firstboot's own reading of the variable says
-// "unknown" on OVMF).
-const secureBootOn = "EFI stub: UEFI Secure Boot is enabled."
-
 func TestRollback(t *testing.T) {
 	image := os.Getenv(EnvImage)
 	if image == "" {
@@ -278,9 +277,7 @@ func TestRollback(t *testing.T) {
 		t.Errorf("the tampered image %s came up", v2)
 	}
 	q.powerdown(t)
-	want := []string{"e2sgate-" + v1 + ".efi", "e2sgate-" + v2 + "+0-1.efi"}
-	slices.Sort(want) // as bootEntries lists them
-	if e := bootEntries(t, disk); !slices.Equal(e, want) {
+	if e, want := bootEntries(t, disk), sorted("e2sgate-"+v1+".efi", "e2sgate-"+v2+"+0-1.efi"); !slices.Equal(e, want) {
 		t.Errorf("boot entries after the rollback = %v, want %s good and %s marked bad (+0-1)", e, v1, v2)
 	}
 
@@ -595,24 +592,22 @@ func (q *qemu) kill() {
 }
 
 // powerdown asks the guest to shut down (ACPI, over QMP) and waits for QEMU
-// to exit; it kills QEMU when the guest does not stop in time.
+// to exit; it asks again every 20 s (a guest still booting may miss the
+// button) and kills QEMU when the guest does not stop in time.
 func (q *qemu) powerdown(t *testing.T) {
 	t.Helper()
-	c, err := net.Dial("unix", filepath.Join(q.dir, q.name+"-qmp.sock"))
-	if err == nil {
-		r := bufio.NewReader(c)
-		r.ReadString('\n') // greeting
-		fmt.Fprintln(c, `{"execute":"qmp_capabilities"}`)
-		r.ReadString('\n')
-		fmt.Fprintln(c, `{"execute":"system_powerdown"}`)
-		r.ReadString('\n')
-		defer c.Close()
-	}
-	select {
-	case <-q.exited:
-	case <-time.After(bootTimeout() / 2):
-		t.Errorf("guest did not power down; killing QEMU")
-		q.kill()
+	deadline := time.After(bootTimeout() / 2)
+	for {
+		q.qmp(`{"execute":"system_powerdown"}`)
+		select {
+		case <-q.exited:
+			return
+		case <-deadline:
+			t.Errorf("guest did not power down; killing QEMU")
+			q.kill()
+			return
+		case <-time.After(20 * time.Second):
+		}
 	}
 }
 
@@ -761,6 +756,8 @@ func bootEntries(t *testing.T, disk string) []string {
 	slices.Sort(e)
 	return e
 }
+
+func sorted(s ...string) []string { slices.Sort(s); return s }
 
 // imageVersion is the IMAGE_VERSION build.sh wrote beside the image.
 func imageVersion(t *testing.T, image string) string {
