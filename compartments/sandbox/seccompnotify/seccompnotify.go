@@ -279,8 +279,14 @@ func (a *Agent) serve(fd int, name string) {
 		d := Denial{Compartment: name, Syscall: SyscallName(n.Data.Nr),
 			Detail: Summary(n.Data.Nr, n.Data.Args) + " pid=" + strconv.Itoa(int(n.Pid)) + " exe=" + comm(n.Pid)}
 		resp := notifResp{ID: n.ID, Error: -int32(Errno)}
-		// ENOENT: the task died meanwhile (it was still denied).
-		if err := ioctl(fd, unix.SECCOMP_IOCTL_NOTIF_SEND, unsafe.Pointer(&resp)); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := ioctl(fd, unix.SECCOMP_IOCTL_NOTIF_SEND, unsafe.Pointer(&resp)); errors.Is(err, unix.ENOENT) {
+			// A signal interrupted the task while it waited (Go preempts
+			// with SIGURG): the call restarts and comes back as a new
+			// notification, counted then, so one denied call is one
+			// denial. Or the task died before its answer, and the call
+			// never returned: not counted.
+			continue
+		} else if err != nil {
 			a.log.Error("seccomp agent: answer", "compartment", name, "error", err)
 		}
 		a.onDeny(d)
