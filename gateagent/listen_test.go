@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // An inherited gate listener (GateFD) serves peers of the compartment's uid
@@ -31,7 +33,16 @@ func TestListenGateInherited(t *testing.T) {
 				t.Fatal(err)
 			}
 			l.Close()
-			l2, err := listenGate(CompartmentConfig{Name: "c", UID: tt.uid, GateSocket: path, GateFD: int(f.Fd())})
+			// listenGate takes the descriptor over and closes it, as the gate
+			// agent does with the one the supervisor hands it; give it a
+			// duplicate, so f's own close (or its finalizer) does not close
+			// a number by then reused elsewhere in this process.
+			fd, err := unix.Dup(int(f.Fd()))
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			l2, err := listenGate(CompartmentConfig{Name: "c", UID: tt.uid, GateSocket: path, GateFD: fd})
 			if err != nil {
 				t.Fatal(err)
 			}
