@@ -7,8 +7,9 @@
 // copy that must roll back, then the real one. Every QEMU it starts it kills
 // by pid, on failure too.
 //
-// The tests run only when E2SGATE_VM_IMAGE names the image (make vm-test
-// and make test set it), so `go test ./...` alone does not boot VMs.
+// The image is the file E2SGATE_VM_IMAGE names (make vm-test and make test
+// set it), else bin/e2sgate.img; without one the tests fail under make test
+// and skip otherwise.
 package vm
 
 import (
@@ -59,18 +60,32 @@ var roles = []string{"secadmin", "keyadmin", "auditor", "operator", "contentmgr"
 // Compartments every appliance runs (e2sctl status lists each).
 var compartments = []string{"outside", "purchasing", "payment", "keyhandler", "inside"}
 
-func TestVM(t *testing.T) {
-	image := os.Getenv(EnvImage)
-	if image == "" {
-		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
+// vmImage is an image under test: the file env names (make test and make
+// vm-test set it), else the one make image left in bin/. A missing image
+// fails under make test and skips otherwise, like a missing tool.
+func vmImage(t *testing.T, env, file string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		p = filepath.Join("..", "..", "bin", file)
 	}
+	return testutil.RequiresFile(t, p, "the VM image (make image-next builds it)")
+}
+
+// requireFullBoot skips the boots that wait for the appliance or for a
+// failed update and its rollback where the kernel has no KVM: software
+// emulation takes 15-30 min for them on this machine kind, past make
+// test's budget. make vm-test runs them anyway (EnvFull).
+func requireFullBoot(t *testing.T) {
+	t.Helper()
 	if !kvm() && os.Getenv(EnvFull) == "" {
 		t.Skipf("this kernel has no KVM (/dev/kvm): the full boot, update and rollback take 15-30 min in software emulation, past make test's budget; make vm-test runs them (%s=1)", EnvFull)
 	}
-	next := os.Getenv(EnvNext)
-	if next == "" {
-		t.Fatalf("%s is not set: the update needs a second, newer image (make vm-test builds bin/e2sgate-next.img)", EnvNext)
-	}
+}
+
+func TestVM(t *testing.T) {
+	requireFullBoot(t)
+	image, next := vmImage(t, EnvImage, "e2sgate.img"), vmImage(t, EnvNext, "e2sgate-next.img")
 	for _, tool := range []string{"qemu-system-x86_64", "ssh", "ssh-keygen", "openssl", "mkfs.vfat", "mcopy", "mmd", "mdir", "cp", "sfdisk", "objcopy"} {
 		testutil.Requires(t, tool)
 	}
@@ -240,17 +255,8 @@ func TestVM(t *testing.T) {
 // old image in slot a; then to the next image itself, which must boot from
 // slot b. TestVM does the same with the appliance serving in between.
 func TestRollback(t *testing.T) {
-	image := os.Getenv(EnvImage)
-	if image == "" {
-		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
-	}
-	if !kvm() && os.Getenv(EnvFull) == "" {
-		t.Skipf("this kernel has no KVM (/dev/kvm): a failed update's boot and the rollback take 15 min in software emulation on a loaded 2-core machine, past make test's budget; make vm-test runs it (%s=1)", EnvFull)
-	}
-	next := os.Getenv(EnvNext)
-	if next == "" {
-		t.Fatalf("%s is not set: the update needs a second, newer image (make image-next builds bin/e2sgate-next.img)", EnvNext)
-	}
+	requireFullBoot(t)
+	image, next := vmImage(t, EnvImage, "e2sgate.img"), vmImage(t, EnvNext, "e2sgate-next.img")
 	for _, tool := range []string{"qemu-system-x86_64", "ssh-keygen", "mkfs.vfat", "mcopy", "mmd", "mdir", "cp", "sfdisk", "objcopy"} {
 		testutil.Requires(t, tool)
 	}
@@ -313,10 +319,7 @@ func (q *qemu) awaitConsole(t *testing.T, want string, within time.Duration) {
 // refuses: the appliance must not run, and the web front must say why
 // (503, the reason id, the next step) rather than be unreachable.
 func TestUnseeded(t *testing.T) {
-	image := os.Getenv(EnvImage)
-	if image == "" {
-		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
-	}
+	image := vmImage(t, EnvImage, "e2sgate.img")
 	for _, tool := range []string{"qemu-system-x86_64", "ssh-keygen", "mkfs.vfat", "mcopy", "mmd", "cp"} {
 		testutil.Requires(t, tool)
 	}
@@ -362,10 +365,7 @@ func TestUnseeded(t *testing.T) {
 // TestTamperedRoot flips a byte in the verity-protected root (its squashfs
 // superblock) of a copy of the image and expects the boot to stop.
 func TestTamperedRoot(t *testing.T) {
-	image := os.Getenv(EnvImage)
-	if image == "" {
-		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
-	}
+	image := vmImage(t, EnvImage, "e2sgate.img")
 	testutil.Requires(t, "qemu-system-x86_64")
 	testutil.Requires(t, "sfdisk")
 	dir := t.TempDir()
@@ -392,10 +392,7 @@ func TestTamperedRoot(t *testing.T) {
 // would to boot a root of their own: the firmware (Secure Boot, the image
 // signed by make image) must refuse to run it, so no kernel starts.
 func TestTamperedKernelImage(t *testing.T) {
-	image := os.Getenv(EnvImage)
-	if image == "" {
-		t.Skipf("%s is not set; `make vm-test` builds the image and sets it", EnvImage)
-	}
+	image := vmImage(t, EnvImage, "e2sgate.img")
 	testutil.Requires(t, "qemu-system-x86_64")
 	testutil.RequiresFile(t, ovmfCode, "OVMF (Debian package ovmf)")
 	dir := t.TempDir()
